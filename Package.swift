@@ -1,0 +1,117 @@
+// swift-tools-version:6.2
+// pbs-standby: keeps a Proxmox VE standby node hot from Proxmox Backup Server backups.
+import PackageDescription
+
+let package = Package(
+    name: "pbs-standby",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pbs-standby", targets: ["pbs-standby"]),
+        .executable(name: "http-bench-server", targets: ["HTTPBenchServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+    ],
+    targets: [
+        // C: libmicrohttpd, with fixed-arity wrappers of the variadic MHD_start_daemon. Nothing else.
+        .systemLibrary(
+            name: "CMicroHTTPD", pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]),
+        // C: libcrypt's crypt_rn (bcrypt checks for basic auth). Only MicroHTTP imports it.
+        .systemLibrary(name: "CCrypt", providers: [.apt(["libcrypt-dev"])]),
+        // Strict YAML reading shared by the web config and the service config: key paths, lines,
+        // unknown keys rejected, durations.
+        .target(
+            name: "ConfigSupport",
+            dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(
+            name: "MicroHTTP",
+            dependencies: [
+                "CMicroHTTPD", "CCrypt", "ConfigSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ]),
+        .target(
+            name: "ProxmoxAPI",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .target(
+            name: "ProxmoxSimulator",
+            dependencies: [
+                "ProxmoxAPI", "MicroHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .target(
+            name: "StandbyCore",
+            dependencies: [
+                "ProxmoxAPI", "ConfigSupport",
+                .product(name: "Yams", package: "Yams"),
+            ]),
+        .target(
+            name: "StandbyStore",
+            dependencies: [
+                "StandbyCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
+        .target(
+            name: "StandbyService",
+            dependencies: [
+                "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+        .executableTarget(
+            name: "pbs-standby",
+            dependencies: [
+                "StandbyService", "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
+            name: "HTTPBenchServer",
+            dependencies: ["MicroHTTP", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/HTTPBenchServer"),
+        .testTarget(
+            name: "MicroHTTPTests",
+            dependencies: [
+                "MicroHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]),
+        .testTarget(
+            name: "ProxmoxAPITests",
+            dependencies: ["ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP"]),
+        .testTarget(
+            name: "StandbyCoreTests",
+            dependencies: ["StandbyCore"]),
+        .testTarget(
+            name: "StandbyServiceTests",
+            dependencies: ["StandbyService", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: []),
+    ],
+    swiftLanguageModes: [.v6]
+)

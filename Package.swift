@@ -22,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
+        // The version and the git revision (written by a build-tool plugin before each build).
+        .target(name: "BuildInfo", plugins: ["RevisionPlugin"]),
+        .plugin(name: "RevisionPlugin", capability: .buildTool()),
         // C: libmicrohttpd, with fixed-arity wrappers of the variadic MHD_start_daemon. Nothing else.
         .systemLibrary(
             name: "CMicroHTTPD", pkgConfig: "libmicrohttpd",
@@ -76,7 +79,7 @@ let package = Package(
         .target(
             name: "StandbyService",
             dependencies: [
-                "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP",
+                "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "BuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -84,14 +87,14 @@ let package = Package(
         .executableTarget(
             name: "pbs-standby",
             dependencies: [
-                "StandbyService", "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP",
+                "StandbyService", "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "HTTPBenchServer",
-            dependencies: ["MicroHTTP", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MicroHTTP", "StandbyService", .product(name: "Logging", package: "swift-log"), .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Benchmarks/HTTPBenchServer"),
         .testTarget(
             name: "MicroHTTPTests",

@@ -70,8 +70,8 @@ public final class HTTPServer: Service, Sendable {
 
     /// Starts listening. Throws naming the reason (address in use, bad TLS material, …).
     public func start() throws(HTTPServerError) {
-        try state.withLock { (s: inout DaemonState) throws(HTTPServerError) in
-            guard s.daemon == nil, !s.stopped else { return }
+        let started = try state.withLock { (s: inout DaemonState) throws(HTTPServerError) -> Bool in
+            guard s.daemon == nil, !s.stopped else { return false }
             var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_ITC.rawValue | MHD_USE_EPOLL.rawValue
             let address = configuration.address
             if address.host == nil {
@@ -103,7 +103,9 @@ public final class HTTPServer: Service, Sendable {
             s.daemon = daemon
             s.context = ctx
             s.port = pbs_mhd_bound_port(daemon)
+            return true
         }
+        guard started else { return }
         logger.info("listening", metadata: [
             "address": "\(ListenAddress(host: configuration.address.host, port: port))", "tls": "\(isTLS)"])
     }

@@ -1,0 +1,49 @@
+import BuildInfo
+import MicroHTTP
+import Prometheus
+import Synchronization
+
+/// Serves `/metrics` from a swift-prometheus registry, rendered at most once per `maxAge` so a
+/// scrape never waits for the reconcile loop and a scrape storm costs one render per second.
+public final class MetricsEndpoint: Sendable {
+    /// The registry every metric of the service lives in.
+    public let registry: PrometheusCollectorRegistry
+    private let process: ProcessMetrics
+    private let beforeRender: @Sendable () -> Void
+    private let maxAge: Duration
+    private let cache = Mutex<(at: ContinuousClock.Instant, body: ResponseBody)?>(nil)
+
+    /// The exposition format's media type.
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// Creates the endpoint; `beforeRender` refreshes values computed at render time (e.g. lag).
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+                maxAge: Duration = .seconds(1),
+                beforeRender: @escaping @Sendable () -> Void = {}) {
+        self.registry = registry
+        self.maxAge = maxAge
+        self.beforeRender = beforeRender
+        self.process = ProcessMetrics(registry: registry)
+        let info = registry.makeGauge(
+            descriptor: .init(namespace: "pbs_standby", metricName: "build", unitName: "info",
+                              helpText: "A metric with a constant '1' value labelled by version and revision of pbs-standby."),
+            labels: [("version", pbsStandbyVersion), ("revision", gitRevision)])
+        info.set(1.0)
+    }
+
+    /// The current exposition (cached up to `maxAge`).
+    public func body() -> ResponseBody {
+        let now = ContinuousClock.now
+        if let cached = cache.withLock({ $0 }), now - cached.at < maxAge { return cached.body }
+        process.update()
+        beforeRender()
+        let body = ResponseBody(registry.emitToBuffer())
+        cache.withLock { $0 = (now, body) }
+        return body
+    }
+
+    /// The HTTP handler.
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        HTTPResponse(contentType: Self.contentType, body: body())
+    }
+}

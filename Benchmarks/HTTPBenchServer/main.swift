@@ -31,7 +31,6 @@ while metrics.registry.emitToBuffer().count < targetBytes {
 let server = HTTPServer(configuration: .init(address: .init(host: "127.0.0.1", port: port)),
                         router: WebApp(metrics: metrics).router())
 try server.start()
-print("serving \(metrics.body().count) bytes (\(n) series) on 127.0.0.1:\(server.port)/metrics")
-fflush(stdout)
+FileHandle.standardOutput.write(Data("serving \(metrics.body().count) bytes (\(n) series) on 127.0.0.1:\(server.port)/metrics\n".utf8))
 signal(SIGTERM, SIG_DFL)
 while true { sleep(3600) }

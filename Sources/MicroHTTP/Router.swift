@@ -13,6 +13,8 @@ public struct Router: Sendable {
     enum Segment: Sendable, Equatable {
         case literal(String)
         case parameter(String)
+        /// `{name...}` as the last segment: the rest of the path, slashes included.
+        case rest(String)
     }
 
     /// The outcome of matching a request.
@@ -33,6 +35,7 @@ public struct Router: Sendable {
     /// Adds a handler for `method` on `pattern`. A GET route also answers HEAD.
     public mutating func add(_ method: HTTPMethod, _ pattern: String, _ handler: @escaping HTTPHandler) {
         let segments = Self.split(pattern).map { s -> Segment in
+            if s.hasPrefix("{") && s.hasSuffix("...}") { return .rest(String(s.dropFirst().dropLast(4))) }
             if s.hasPrefix("{") && s.hasSuffix("}") { return .parameter(String(s.dropFirst().dropLast())) }
             return .literal(String(s))
         }
@@ -52,16 +55,22 @@ public struct Router: Sendable {
     public func match(_ method: HTTPMethod, path: String) -> Match {
         let parts = Self.split(path)
         var best: (route: Route, params: [String: String], literals: Int)?
-        for route in routes where route.segments.count == parts.count {
+        for route in routes {
+            let hasRest: Bool
+            if case .rest? = route.segments.last { hasRest = true } else { hasRest = false }
+            guard hasRest ? parts.count >= route.segments.count : parts.count == route.segments.count else { continue }
             var params: [String: String] = [:]
             var literals = 0
             var ok = true
-            for (segment, part) in zip(route.segments, parts) {
+            for (i, segment) in route.segments.enumerated() {
+                let part = parts[i]
                 switch segment {
                 case .literal(let l):
                     if l != part { ok = false } else { literals += 1 }
                 case .parameter(let name):
                     if part.isEmpty { ok = false } else { params[name] = String(part) }
+                case .rest(let name):
+                    params[name] = parts[i...].joined(separator: "/")
                 }
                 if !ok { break }
             }

@@ -19,12 +19,6 @@ struct OnceCommand: AsyncParsableCommand {
     func run() async throws { try notImplemented("once") }
 }
 
-struct SimulatorCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "simulator", abstract: "Serve the built-in PVE + PBS simulator over HTTP(S).")
-    @OptionGroup var global: GlobalOptions
-    func run() async throws { try notImplemented("simulator") }
-}
-
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the state of every guest.")
     @OptionGroup var global: GlobalOptions

@@ -1,0 +1,112 @@
+import Foundation
+import Synchronization
+
+/// The PVE API through the local `pvesh` CLI, as root on the node (reference §1.3).
+///
+/// `pvesh get|create|set|delete PATH --key value … --output-format json` prints only the `data`
+/// part. Worker calls (restore, start) run **synchronously** under pvesh: it tees the task log to
+/// stdout while the task runs and prints the UPID as the last line. Those lines are streamed to
+/// `onOutput` so progress is visible during the restore.
+public final class PveshTransport: ProxmoxTransport {
+    /// The pvesh executable (default `/usr/bin/pvesh`; tests point it at the stand-in).
+    public let executable: String
+    /// Extra environment for the child (the stand-in reads its simulator URL from it).
+    public let environment: [String: String]
+    public let runsTasksSynchronously = true
+    public var endpointDescription: String { "pvesh (\(executable))" }
+
+    /// Creates a transport; fails at once when the executable does not exist.
+    public init(executable: String = "/usr/bin/pvesh", environment: [String: String] = [:]) throws(ProxmoxError) {
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw .configuration("pvesh not found at '\(executable)': the pvesh transport runs on a PVE node as root (or set proxmox.pvesh_path)")
+        }
+        self.executable = executable
+        self.environment = environment
+    }
+
+    /// The argument vector of a call (no secrets: pvesh runs as root@pam).
+    public static func arguments(_ method: APIMethod, _ path: String, _ parameters: [(String, String)]) -> [String] {
+        var args = [method.pveshVerb, path]
+        for (k, v) in parameters { args += ["--\(k)", v] }
+        args += ["--output-format", "json"]
+        return args
+    }
+
+    public func call(_ method: APIMethod, _ path: String, parameters: [(String, String)],
+                     onOutput: (@Sendable (String) -> Void)?) async throws(ProxmoxError) -> JSONValue {
+        let args = Self.arguments(method, path, parameters)
+        let result: (status: Int32, lines: [String], stderr: String)
+        do {
+            result = try await run(args, onLine: onOutput)
+        } catch {
+            throw .transient(path: path, message: "cannot run \(executable): \(error)")
+        }
+        let lastJSON = result.lines.last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        guard result.status == 0 else {
+            let message = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            let status: Int
+            if message.contains("Parameter verification failed") { status = 400 }
+            else if message.contains("Permission check failed") { status = 403 }
+            else { status = 500 }
+            // pvesh's exit status after a failed task is not traced [unverified]: callers check the UPID status.
+            if let lastJSON, let upid = try? JSONValue.parse(Array(lastJSON.utf8), path: path), upid.string?.hasPrefix("UPID:") == true {
+                return upid
+            }
+            throw ProxmoxError.classify(path: path, status: status, message: message.isEmpty ? "pvesh exited with \(result.status)" : message)
+        }
+        guard let lastJSON else { return .null }  // methods returning null print nothing
+        return try JSONValue.parse(Array(lastJSON.utf8), path: path)
+    }
+
+    /// Runs pvesh, streaming stdout lines (all but the final JSON line go to `onLine`).
+    private func run(_ args: [String], onLine: (@Sendable (String) -> Void)?) async throws -> (Int32, [String], String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let box = ProcessBox(process)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<(Int32, [String], String), any Error>) in
+                DispatchQueue.global().async {
+                    var lines: [String] = []
+                    var pending = Data()
+                    let reader = out.fileHandleForReading
+                    var previous: String?
+                    while true {
+                        let chunk = reader.availableData
+                        if chunk.isEmpty { break }
+                        pending.append(chunk)
+                        while let nl = pending.firstIndex(of: 10) {
+                            let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
+                            pending.removeSubrange(pending.startIndex...nl)
+                            // Emit the previous line: the final line is the JSON result, not log.
+                            if let p = previous { onLine?(p) }
+                            previous = line
+                            lines.append(line)
+                        }
+                    }
+                    if !pending.isEmpty { let l = String(decoding: pending, as: UTF8.self); if let p = previous { onLine?(p) }; lines.append(l) }
+                    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    process.waitUntilExit()
+                    cont.resume(returning: (process.terminationStatus, lines, stderr))
+                }
+            }
+        } onCancel: {
+            box.terminate()
+        }
+    }
+}
+
+/// Lets the cancellation handler stop the child.
+private final class ProcessBox: @unchecked Sendable {
+    let process: Process
+    init(_ p: Process) { process = p }
+    func terminate() { if process.isRunning { process.terminate() } }
+}

@@ -1,0 +1,381 @@
+import Foundation
+import ProxmoxAPI
+import Synchronization
+
+/// A PVE node with PBS storages, faithful to `shared/reference/proxmox-interfaces.md` where the
+/// service depends on it. Each behaviour names the section it follows. Synchronous and
+/// lock-protected, so it serves libmicrohttpd threads and in-process callers alike.
+///
+/// Not simulated: ticket auth, HA, pools, live-restore's block-job lines, storage-layer log lines
+/// (mkfs/lvcreate texts are [unverified] in the reference), custom HTTP reason phrases
+/// (libmicrohttpd sends the standard phrase; the message is in the body as PVE ≥ 5.2.0 does).
+public final class PVESimulator: Sendable {
+    /// The scenario the simulator started from.
+    public let scenario: Scenario
+    /// The clock every time-dependent behaviour reads.
+    public let clock: any SimClock
+    /// The simulator's start time (backup histories are laid out before it).
+    public let startTime: Double
+    /// The token that HTTP callers must present.
+    public let token: APIToken
+    let state: Mutex<State>
+    /// The fingerprint of the certificate the HTTPS frontend serves (listed in `GET /nodes`).
+    let servedFingerprint = Mutex<String?>(nil)
+    let tib = Double(1 << 40)
+
+    /// Records the served certificate's fingerprint so `GET /nodes` lists it as `ssl_fingerprint`.
+    public func setServedFingerprint(_ fp: String) { servedFingerprint.withLock { $0 = fp } }
+
+    struct State {
+        var guests: [Int: SimGuest] = [:]
+        var tasks: [String: SimTask] = [:]
+        var taskOrder: [String] = []
+        var journal: [JournalEntry] = []
+        var faults: [Scenario.Fault]
+        var restoreFails: Set<Int>
+        var targetUsed: [String: Int64]
+        var rng: SplitMix64
+        var pid: UInt32 = 0x1000
+        var taskFailureProbability: Double
+    }
+
+    /// Creates a simulator; the token is random unless given.
+    public init(scenario: Scenario, clock: any SimClock, token: APIToken? = nil) {
+        self.scenario = scenario
+        self.clock = clock
+        self.startTime = clock.now()
+        var rng = SplitMix64(state: scenario.seed)
+        let secret = (0..<4).map { _ in String(rng.next(), radix: 16) }.joined(separator: "-")
+        self.token = token ?? (try! APIToken(parsing: "pbs-standby@pve!standby=\(secret)"))
+        var s = State(faults: scenario.faults, restoreFails: Set(scenario.backedUp.filter(\.restoreFails).map(\.vmid)),
+                      targetUsed: Dictionary(uniqueKeysWithValues: scenario.targetStorages.map { ($0.id, $0.used) }),
+                      rng: rng, taskFailureProbability: scenario.taskFailureProbability)
+        for g in scenario.existing {
+            s.guests[g.vmid] = SimGuest(vmid: g.vmid, type: g.type, name: g.name, status: g.status, lock: g.lock,
+                                        tags: g.tags, description: g.description, protection: g.protection,
+                                        disks: g.disks, storage: scenario.targetStorages.first?.id ?? "local-lvm")
+        }
+        state = Mutex(s)
+    }
+
+    // MARK: - Test and demo controls
+
+    /// Every mutating call so far.
+    public func journal() -> [JournalEntry] { state.withLock { $0.journal } }
+
+    /// Adds a fault rule.
+    public func addFault(_ fault: Scenario.Fault) { state.withLock { $0.faults.append(fault) } }
+
+    /// Removes every fault rule.
+    public func clearFaults() { state.withLock { $0.faults.removeAll() } }
+
+    /// Makes restores of a backed-up guest fail (or succeed again).
+    public func setRestoreFails(_ vmid: Int, _ fails: Bool) {
+        state.withLock { s in if fails { s.restoreFails.insert(vmid) } else { s.restoreFails.remove(vmid) } }
+    }
+
+    /// Sets the probability that any restore fails midway.
+    public func setTaskFailureProbability(_ p: Double) { state.withLock { $0.taskFailureProbability = p } }
+
+    /// Puts a guest on the node (or replaces it), as an operator would.
+    public func putGuest(_ g: Scenario.ExistingGuest) {
+        state.withLock { s in
+            s.guests[g.vmid] = SimGuest(vmid: g.vmid, type: g.type, name: g.name, status: g.status, lock: g.lock,
+                                        tags: g.tags, description: g.description, protection: g.protection,
+                                        disks: g.disks, storage: scenario.targetStorages.first?.id ?? "local-lvm")
+        }
+    }
+
+    /// Changes a guest's power state or lock directly (an operator outside pbs-standby).
+    public func modifyGuest(_ vmid: Int, status: String? = nil, lock: String?? = nil, protection: Bool? = nil) {
+        state.withLock { s in
+            guard var g = s.guests[vmid] else { return }
+            if let status { g.status = status }
+            if let lock { g.lock = lock }
+            if let protection { g.protection = protection }
+            s.guests[vmid] = g
+        }
+    }
+
+    /// A snapshot of a guest as the API would show it (nil when absent).
+    public func guestSnapshot(_ vmid: Int) -> GuestResource? {
+        let now = clock.now()
+        return state.withLock { s in
+            s.guests[vmid].map { GuestResource(vmid: $0.vmid, type: $0.type, node: scenario.node, status: $0.visibleStatus(at: now),
+                                               name: $0.name, lock: $0.lock, tags: $0.tags) }
+        }
+    }
+
+    /// The description of a guest (for marker checks in tests).
+    public func guestDescription(_ vmid: Int) -> String? { state.withLock { $0.guests[vmid]?.description } }
+
+    /// Tasks that are still running now.
+    public func runningTaskCount() -> Int {
+        let now = clock.now()
+        return state.withLock { s in s.tasks.values.filter { $0.end > now }.count }
+    }
+
+    // MARK: - Dispatch
+
+    /// Handles one API call (`path` without `/api2/json`). Mutating calls are journaled.
+    public func handle(_ method: APIMethod, _ path: String, _ params: [(String, String)]) -> SimResult {
+        let now = clock.now()
+        let p = Dictionary(params, uniquingKeysWith: { _, last in last })
+        return state.withLock { s in
+            settle(&s, now: now)
+            if let fault = pickFault(&s, method: method, path: path) {
+                let r = SimResult.error(status: fault.status, message: fault.message + "\n", errors: [:])
+                if method != .get { journal(&s, now, method, path, p, status: fault.status) }
+                return r
+            }
+            let result = route(&s, now: now, method, path, p)
+            if method != .get {
+                let status: Int
+                if case .error(let st, _, _) = result { status = st } else { status = 200 }
+                journal(&s, now, method, path, p, status: status)
+            }
+            return result
+        }
+    }
+
+    /// The delay a matching slow-answer fault asks for (seconds), consumed by the HTTP frontend.
+    public func pendingDelay(_ method: APIMethod, _ path: String) -> Double {
+        state.withLock { s in
+            s.faults.first { f in f.delay > 0 && (f.method == nil || f.method == method.rawValue) && (f.path.map { path.contains($0) } ?? true) }?.delay ?? 0
+        }
+    }
+
+    private func journal(_ s: inout State, _ now: Double, _ method: APIMethod, _ path: String, _ p: [String: String], status: Int) {
+        let vmid = p["vmid"].flatMap(Int.init) ?? Self.vmidInPath(path)
+        s.journal.append(JournalEntry(time: now, method: method.rawValue, path: path, vmid: vmid, parameters: p, status: status))
+    }
+
+    static func vmidInPath(_ path: String) -> Int? {
+        let parts = path.split(separator: "/")
+        guard parts.count >= 4, parts[0] == "nodes", parts[2] == "qemu" || parts[2] == "lxc" else { return nil }
+        return Int(parts[3])
+    }
+
+    private func pickFault(_ s: inout State, method: APIMethod, path: String) -> Scenario.Fault? {
+        for i in s.faults.indices {
+            let f = s.faults[i]
+            guard f.delay == 0 || f.status != 0 else { continue }
+            guard f.method == nil || f.method == method.rawValue, f.path.map({ path.contains($0) }) ?? true else { continue }
+            if let t = f.times, t <= 0 { continue }
+            if f.probability < 1, Double(s.rng.next() % 1_000_000) / 1_000_000 >= f.probability { continue }
+            if f.status == 200 { continue }  // a pure delay rule
+            if let t = f.times { s.faults[i].times = t - 1 }
+            return f
+        }
+        return nil
+    }
+
+    private func route(_ s: inout State, now: Double, _ method: APIMethod, _ path: String, _ p: [String: String]) -> SimResult {
+        let parts = path.split(separator: "/").map(String.init)
+        switch (method, parts.count) {
+        case (.get, 1) where parts[0] == "nodes": return .ok(nodesList())
+        case (.get, 2) where parts == ["cluster", "resources"]: return .ok(resources(&s, now: now, type: p["type"]))
+        case (.get, 1) where parts[0] == "version": return .ok(.object(["version": .string("9.2.11"), "release": .string("9.2")]))
+        default: break
+        }
+        guard parts.count >= 2, parts[0] == "nodes" else { return notImplemented(method, path) }
+        guard parts[1] == scenario.node else {
+            return .error(status: 595, message: "No route to host\n", errors: [:])  // [unverified] 595 for other nodes
+        }
+        let rest = Array(parts.dropFirst(2))
+        switch (method, rest.count, rest.first) {
+        case (.get, 1, "storage"): return .ok(storageList(s))
+        case (.get, 3, "storage") where rest[2] == "status": return storageStatus(s, rest[1])
+        case (.get, 3, "storage") where rest[2] == "content": return content(&s, now: now, storage: rest[1], p)
+        case (.get, 1, "tasks"): return .ok(taskList(s, now: now, p))
+        case (.get, 3, "tasks") where rest[2] == "status": return taskStatus(s, now: now, rest[1])
+        case (.get, 3, "tasks") where rest[2] == "log": return taskLog(s, now: now, rest[1], p)
+        case (.post, 1, "qemu"): return restoreVM(&s, now: now, p)
+        case (.post, 1, "lxc"): return restoreCT(&s, now: now, p)
+        case (_, 2, "qemu"), (_, 2, "lxc"), (_, 3, "qemu"), (_, 3, "lxc"), (_, 4, "qemu"), (_, 4, "lxc"):
+            guard let type = GuestType(apiType: rest[0]), let vmid = Int(rest[1]) else { return notImplemented(method, path) }
+            return guestCall(&s, now: now, method, type, vmid, Array(rest.dropFirst(2)), p, path: path)
+        default: return notImplemented(method, path)
+        }
+    }
+
+    private func notImplemented(_ method: APIMethod, _ path: String) -> SimResult {
+        .error(status: 501, message: "Method '\(method.rawValue) /\(path.hasPrefix("/") ? String(path.dropFirst()) : path)' not implemented\n", errors: [:])
+    }
+
+    // MARK: - Nodes, storages, backups (reference §1, §2)
+
+    private func nodesList() -> JSONValue {
+        .array([.object(["node": .string(scenario.node), "status": .string("online"), "type": .string("node"),
+                         "ssl_fingerprint": .string(servedFingerprint.withLock { $0 } ?? "")])])
+    }
+
+    private func storageList(_ s: State) -> JSONValue {
+        var out: [JSONValue] = []
+        for p in scenario.pbsStorages {
+            out.append(.object(["storage": .string(p.id), "type": .string("pbs"), "content": .string("backup"),
+                                "active": .number(1), "enabled": .number(1), "shared": .number(1),
+                                "total": .number(tib * 100), "used": .number(tib * 10), "avail": .number(tib * 90)]))
+        }
+        for t in scenario.targetStorages { out.append(storageObject(s, t)) }
+        return .array(out)
+    }
+
+    private func storageObject(_ s: State, _ t: Scenario.TargetStorage) -> JSONValue {
+        let used = s.targetUsed[t.id] ?? t.used
+        let content = t.type == "dir" ? "rootdir,images,vztmpl,iso,backup" : "rootdir,images"
+        return .object(["storage": .string(t.id), "type": .string(t.type), "content": .string(content),
+                        "active": .number(1), "enabled": .number(1), "shared": .number(0),
+                        "total": .number(Double(t.total)), "used": .number(Double(used)), "avail": .number(Double(max(0, t.total - used)))])
+    }
+
+    private func storageStatus(_ s: State, _ id: String) -> SimResult {
+        if let t = scenario.targetStorages.first(where: { $0.id == id }) { return .ok(storageObject(s, t)) }
+        if scenario.pbsStorages.contains(where: { $0.id == id }) {
+            return .ok(.object(["type": .string("pbs"), "content": .string("backup"), "active": .number(1), "enabled": .number(1),
+                                "total": .number(tib * 100), "used": .number(tib * 10), "avail": .number(tib * 90)]))
+        }
+        return .error(status: 500, message: "storage '\(id)' does not exist\n", errors: [:])
+    }
+
+    /// The backups visible now: for each backed-up guest, snapshots at offset + k·interval
+    /// (k ≥ −history relative to the start), listed with size 1 while the backup runs (§2, §8.2),
+    /// pruned to `keepLast` complete snapshots.
+    func backupEntries(storage: String, now: Double) -> [BackupEntry] {
+        var out: [BackupEntry] = []
+        for g in scenario.backedUp where g.storage == storage {
+            for t in backupTimes(g, now: now) {
+                let duration = Double(g.size) / scenario.backupBytesPerSecond
+                let complete = now >= Double(t) + duration
+                let volid = Volid(storage: storage, type: g.type, vmid: g.vmid, backupTime: t)
+                out.append(BackupEntry(volid: volid, ctime: t, size: complete ? Self.backupSize(g) : 1,
+                                       verification: complete ? g.verification : nil,
+                                       notes: complete ? g.notes : nil))
+            }
+        }
+        // PVE sorts by lower-cased volid (§2).
+        return out.sorted { $0.volid.description.lowercased() < $1.volid.description.lowercased() }
+    }
+
+    /// The size PBS reports for a snapshot: the sum of its archives (disks plus a small config blob).
+    static func backupSize(_ g: Scenario.BackedUpGuest) -> Int64 { g.size + 1536 }
+
+    func backupTimes(_ g: Scenario.BackedUpGuest, now: Double) -> [Int] {
+        let first = startTime - Double(g.history) * max(g.interval, 1)
+        var times: [Int] = []
+        if g.interval <= 0 {
+            for k in 0..<g.history { times.append(Int(startTime) - (g.history - k) * 3600 + Int(g.offset)) }
+            return times
+        }
+        // Schedule points t ≡ offset (mod interval) in (first, now].
+        var t = (first / g.interval).rounded(.down) * g.interval + g.offset.truncatingRemainder(dividingBy: g.interval)
+        while t <= first { t += g.interval }
+        while t <= now {
+            times.append(Int(t))
+            t += g.interval
+        }
+        // keep-last: the newest `keepLast` complete ones plus a running one.
+        let duration = Double(g.size) / scenario.backupBytesPerSecond
+        let complete = times.filter { now >= Double($0) + duration }
+        let running = times.filter { now < Double($0) + duration }
+        return Array(complete.suffix(scenario.keepLast)) + running
+    }
+
+    private func content(_ s: inout State, now: Double, storage: String, _ p: [String: String]) -> SimResult {
+        if scenario.targetStorages.contains(where: { $0.id == storage }) { return .ok(.array([])) }
+        guard let pbs = scenario.pbsStorages.first(where: { $0.id == storage }) else {
+            return .error(status: 500, message: "storage '\(storage)' does not exist\n", errors: [:])
+        }
+        _ = pbs
+        if let c = p["content"], c != "backup" { return .ok(.array([])) }
+        let vmidFilter = p["vmid"].flatMap(Int.init)
+        let entries = backupEntries(storage: storage, now: now).filter { vmidFilter == nil || $0.volid.vmid == vmidFilter }
+        return .ok(.array(entries.map { e in
+            var o: [String: JSONValue] = [
+                "volid": .string(e.volid.description), "format": .string(e.volid.type == .vm ? "pbs-vm" : "pbs-ct"),
+                "content": .string("backup"), "subtype": .string(e.volid.type.apiType), "vmid": .number(Double(e.volid.vmid)),
+                "ctime": .number(Double(e.ctime)), "size": .number(Double(e.size)),
+            ]
+            if let v = e.verification {
+                o["verification"] = .object(["state": .string(v), "upid": .string("UPID:pbs:00000001:00000001:\(String(format: "%08X", e.ctime + 600)):verify_snapshot:store1:root@pam:")])
+            }
+            if let n = e.notes { o["notes"] = .string(n) }
+            return .object(o)
+        }))
+    }
+
+    // MARK: - Guests (reference §5)
+
+    private func resources(_ s: inout State, now: Double, type: String?) -> JSONValue {
+        if let type, type != "vm" { return .array([]) }
+        return .array(s.guests.values.sorted { $0.vmid < $1.vmid }.map { g in
+            let status = g.visibleStatus(at: now)
+            var o: [String: JSONValue] = [
+                "id": .string("\(g.type.apiType)/\(g.vmid)"), "vmid": .number(Double(g.vmid)), "type": .string(g.type.apiType),
+                "node": .string(scenario.node), "status": .string(status), "template": .number(0),
+                "maxdisk": .number(Double(g.disks.reduce(0, +))), "maxcpu": .number(2), "maxmem": .number(2 * 1_073_741_824),
+                "cpu": .number(0), "mem": .number(0), "disk": .number(0), "uptime": .number(0),
+            ]
+            if status != "unknown" { o["name"] = .string(g.name) }  // no name until pvestatd reports (§5.1)
+            if let l = g.lock { o["lock"] = .string(l) }
+            if !g.tags.isEmpty { o["tags"] = .string(g.tags.joined(separator: ";")) }
+            return .object(o)
+        })
+    }
+
+    private func guestCall(_ s: inout State, now: Double, _ method: APIMethod, _ type: GuestType, _ vmid: Int,
+                           _ rest: [String], _ p: [String: String], path: String) -> SimResult {
+        guard let g = s.guests[vmid], g.type == type else {
+            let file = type == .vm ? "qemu-server" : "lxc"
+            return .error(status: 500, message: "Configuration file 'nodes/\(scenario.node)/\(file)/\(vmid).conf' does not exist\n", errors: [:])
+        }
+        let kind = type == .vm ? "VM" : "CT"
+        switch (method, rest) {
+        case (.get, ["config"]):
+            var o: [String: JSONValue] = ["digest": .string(g.digest)]
+            o[type == .vm ? "name" : "hostname"] = .string(g.name)
+            if let d = g.description { o["description"] = .string(d) }
+            if !g.tags.isEmpty { o["tags"] = .string(g.tags.joined(separator: ";")) }
+            if let l = g.lock { o["lock"] = .string(l) }
+            if g.protection { o["protection"] = .number(1) }
+            for (k, v) in g.extraConfig { o[k] = .string(v) }
+            return .ok(.object(o))
+        case (.put, ["config"]):
+            if let d = p["digest"], d != g.digest { return .error(status: 500, message: "checksum mismatch (file change by other user?)\n", errors: [:]) }
+            if let l = g.lock { return .error(status: 500, message: "\(kind) is locked (\(l))\n", errors: [:]) }
+            var ng = g
+            if let t = p["tags"] { ng.tags = Self.normalizeTags(t) }
+            if let d = p["description"] { ng.description = d }
+            ng.configDigestCounter += 1
+            s.guests[vmid] = ng
+            return .ok(.null)
+        case (.get, ["status", "current"]):
+            return .ok(.object(["vmid": .number(Double(vmid)), "status": .string(g.status), "name": .string(g.name)]))
+        case (.post, ["status", "start"]):
+            let lockMsg = g.lock.map { "\(kind) is locked (\($0))" }
+            return .ok(.string(newTask(&s, now: now, type: type == .vm ? "qmstart" : "vzstart", vmid: vmid, duration: 2,
+                                       lines: [], error: lockMsg, effect: lockMsg == nil ? .setStatus(vmid: vmid, status: "running") : .none).description))
+        case (.post, ["status", "stop"]):
+            // The lock check happens inside the task (§5.4).
+            let lockMsg = g.lock.map { "\(kind) is locked (\($0))" }
+            return .ok(.string(newTask(&s, now: now, type: type == .vm ? "qmstop" : "vzstop", vmid: vmid, duration: 2,
+                                       lines: [], error: lockMsg, effect: lockMsg == nil ? .setStatus(vmid: vmid, status: "stopped") : .none).description))
+        case (.delete, []):
+            if g.protection { return .error(status: 500, message: "can't remove \(kind) \(vmid) - protection mode enabled\n", errors: [:]) }
+            if g.status == "running" {
+                return .error(status: 500, message: type == .vm ? "VM \(vmid) is running - destroy failed\n" : "unable to destroy CT \(vmid) - container is running\n", errors: [:])
+            }
+            if type == .ct, let l = g.lock { return .error(status: 500, message: "CT is locked (\(l))\n", errors: [:]) }
+            let lockMsg = type == .vm ? g.lock.map { "VM is locked (\($0))" } : nil
+            return .ok(.string(newTask(&s, now: now, type: type == .vm ? "qmdestroy" : "vzdestroy", vmid: vmid, duration: 3,
+                                       lines: [], error: lockMsg, effect: lockMsg == nil ? .destroy(vmid: vmid) : .none).description))
+        default:
+            return notImplemented(method, path)
+        }
+    }
+
+    /// PVE stores tags lower-cased, sorted, de-duplicated, `;`-joined (§5.3).
+    static func normalizeTags(_ text: String) -> [String] {
+        Array(Set(ProxmoxClient.splitTags(text).map { $0.lowercased() })).sorted()
+    }
+}

@@ -1,0 +1,256 @@
+import ConfigSupport
+import Foundation
+import ProxmoxAPI
+
+/// What the simulator simulates: a standby PVE node, its PBS storages with backed-up guests
+/// taking backups on a schedule, guests already on the node, target storages, and faults.
+/// Loaded from YAML (`--scenario FILE`, documented in the README) or built in.
+public struct Scenario: Sendable {
+    /// A PVE storage of type `pbs` (one datastore + namespace, reference §2).
+    public struct PBSStorage: Sendable {
+        public var id: String
+        public var datastore: String
+        public var namespace: String?
+        public init(id: String, datastore: String, namespace: String? = nil) {
+            self.id = id
+            self.datastore = datastore
+            self.namespace = namespace
+        }
+    }
+
+    /// A target storage for restored disks.
+    public struct TargetStorage: Sendable {
+        public var id: String
+        public var type: String
+        public var total: Int64
+        public var used: Int64
+        public init(id: String, type: String = "lvmthin", total: Int64, used: Int64 = 0) {
+            self.id = id
+            self.type = type
+            self.total = total
+            self.used = used
+        }
+    }
+
+    /// A production guest whose backups land on a PBS storage.
+    public struct BackedUpGuest: Sendable {
+        public var vmid: Int
+        public var type: GuestType
+        public var name: String
+        public var storage: String
+        /// Disk sizes in bytes (one entry for a CT's rootfs).
+        public var disks: [Int64]
+        /// Backup interval in seconds (0: only the initial history, no new backups).
+        public var interval: Double
+        /// Offset of the schedule within the interval, seconds.
+        public var offset: Double
+        /// `ok`, `failed` or nil (never verified).
+        public var verification: String?
+        /// Backups present before the scenario starts.
+        public var history: Int
+        /// Every restore of this guest's backups fails inside the task.
+        public var restoreFails: Bool
+        /// Tags stored in the backup's config (a restore without override brings them back).
+        public var tags: [String]
+        public var notes: String?
+
+        public init(vmid: Int, type: GuestType, name: String, storage: String, disks: [Int64], interval: Double,
+                    offset: Double = 0, verification: String? = "ok", history: Int = 2, restoreFails: Bool = false,
+                    tags: [String] = [], notes: String? = nil) {
+            self.vmid = vmid
+            self.type = type
+            self.name = name
+            self.storage = storage
+            self.disks = disks
+            self.interval = interval
+            self.offset = offset
+            self.verification = verification
+            self.history = history
+            self.restoreFails = restoreFails
+            self.tags = tags
+            self.notes = notes
+        }
+
+        public var size: Int64 { disks.reduce(0, +) }
+    }
+
+    /// A guest already on the standby node.
+    public struct ExistingGuest: Sendable {
+        public var vmid: Int
+        public var type: GuestType
+        public var name: String
+        public var status: String
+        public var lock: String?
+        public var tags: [String]
+        public var description: String?
+        public var protection: Bool
+        public var disks: [Int64]
+        public init(vmid: Int, type: GuestType, name: String, status: String = "stopped", lock: String? = nil,
+                    tags: [String] = [], description: String? = nil, protection: Bool = false, disks: [Int64] = [8 << 30]) {
+            self.vmid = vmid
+            self.type = type
+            self.name = name
+            self.status = status
+            self.lock = lock
+            self.tags = tags
+            self.description = description
+            self.protection = protection
+            self.disks = disks
+        }
+    }
+
+    /// An injected fault: answer matching calls with an error, or slowly.
+    public struct Fault: Sendable {
+        public var method: String?
+        /// Substring of the API path.
+        public var path: String?
+        public var status: Int
+        public var message: String
+        /// How many times (nil: forever).
+        public var times: Int?
+        /// Probability per matching call.
+        public var probability: Double
+        /// Delay before answering (seconds, simulated for in-process calls; real for HTTP).
+        public var delay: Double
+        public init(method: String? = nil, path: String? = nil, status: Int = 500, message: String = "simulated failure",
+                    times: Int? = nil, probability: Double = 1, delay: Double = 0) {
+            self.method = method
+            self.path = path
+            self.status = status
+            self.message = message
+            self.times = times
+            self.probability = probability
+            self.delay = delay
+        }
+    }
+
+    public var node: String = "pve-standby"
+    public var pbsStorages: [PBSStorage] = []
+    public var targetStorages: [TargetStorage] = []
+    public var backedUp: [BackedUpGuest] = []
+    public var existing: [ExistingGuest] = []
+    public var faults: [Fault] = []
+    /// Restore throughput in bytes per second (reference: pbs-restore speeds of ~300 MiB/s).
+    public var restoreBytesPerSecond: Double = 300 * 1_048_576
+    /// Backup throughput: a backup of size S is listed with size 1 for S / this (in progress, §2).
+    public var backupBytesPerSecond: Double = 500 * 1_048_576
+    /// Probability that any restore task fails midway (random faults).
+    public var taskFailureProbability: Double = 0
+    /// Seed of the fault dice.
+    public var seed: UInt64 = 42
+    /// Snapshots kept per guest (PBS prune keep-last).
+    public var keepLast: Int = 10
+
+    public init() {}
+}
+
+extension Scenario {
+    /// Parses a scenario YAML text (errors name the key path and line).
+    public static func parse(yaml: String) throws(ConfigError) -> Scenario {
+        let root = try StrictMapping.parse(yaml: yaml)
+        var s = Scenario()
+        s.node = try root.string("node") ?? s.node
+        if let v = try root.double("restore_mib_per_s") { s.restoreBytesPerSecond = v * 1_048_576 }
+        if let v = try root.double("backup_mib_per_s") { s.backupBytesPerSecond = v * 1_048_576 }
+        s.taskFailureProbability = try root.double("task_failure_probability") ?? 0
+        s.seed = UInt64(try root.int("seed", range: 0...Int.max) ?? 42)
+        s.keepLast = try root.int("keep_last", range: 1...1000) ?? 10
+        for (i, node) in (try root.sequence("pbs_storages") ?? []).enumerated() {
+            let m = try StrictMapping(node: node, path: "pbs_storages[\(i)]")
+            guard let id = try m.string("id") else { throw m.error("id", nil, "required") }
+            s.pbsStorages.append(PBSStorage(id: id, datastore: try m.string("datastore") ?? "store1", namespace: try m.string("namespace")))
+            try m.finish()
+        }
+        for (i, node) in (try root.sequence("target_storages") ?? []).enumerated() {
+            let m = try StrictMapping(node: node, path: "target_storages[\(i)]")
+            guard let id = try m.string("id") else { throw m.error("id", nil, "required") }
+            let total = try m.double("total_gib") ?? 1000, used = try m.double("used_gib") ?? 0
+            s.targetStorages.append(TargetStorage(id: id, type: try m.string("type") ?? "lvmthin",
+                                                  total: Int64(total * 1_073_741_824), used: Int64(used * 1_073_741_824)))
+            try m.finish()
+        }
+        for (i, node) in (try root.sequence("backups") ?? []).enumerated() {
+            let m = try StrictMapping(node: node, path: "backups[\(i)]")
+            guard let vmid = try m.int("vmid", range: 1...999_999_999) else { throw m.error("vmid", nil, "required") }
+            let type = try guestType(m)
+            guard let storage = try m.string("storage") ?? s.pbsStorages.first?.id else { throw m.error("storage", nil, "required (no pbs_storages defined)") }
+            let disks = try (m.stringList("disks_gib") ?? ["8"]).enumerated().map { (j, t) throws(ConfigError) -> Int64 in
+                guard let g = Double(t), g > 0 else { throw ConfigError(path: "backups[\(i)].disks_gib[\(j)]", line: m.lineOf("disks_gib"), message: "expected a size in GiB") }
+                return Int64(g * 1_073_741_824)
+            }
+            let verification = try m.string("verification") ?? "ok"
+            guard ["ok", "failed", "none"].contains(verification) else { throw m.error("verification", m.node("verification"), "expected ok, failed or none") }
+            s.backedUp.append(BackedUpGuest(
+                vmid: vmid, type: type, name: try m.string("name") ?? "guest\(vmid)", storage: storage, disks: disks,
+                interval: (try m.duration("interval") ?? .seconds(3600)).seconds, offset: (try m.duration("offset") ?? .zero).seconds,
+                verification: verification == "none" ? nil : verification, history: try m.int("history", range: 0...1000) ?? 2,
+                restoreFails: try m.bool("restore_fails") ?? false, tags: try m.stringList("tags") ?? [], notes: try m.string("notes")))
+            try m.finish()
+        }
+        for (i, node) in (try root.sequence("guests") ?? []).enumerated() {
+            let m = try StrictMapping(node: node, path: "guests[\(i)]")
+            guard let vmid = try m.int("vmid", range: 1...999_999_999) else { throw m.error("vmid", nil, "required") }
+            let status = try m.string("status") ?? "stopped"
+            guard ["running", "stopped"].contains(status) else { throw m.error("status", m.node("status"), "expected running or stopped") }
+            s.existing.append(ExistingGuest(
+                vmid: vmid, type: try guestType(m), name: try m.string("name") ?? "guest\(vmid)", status: status,
+                lock: try m.string("lock"), tags: try m.stringList("tags") ?? [], description: try m.string("description"),
+                protection: try m.bool("protection") ?? false))
+            try m.finish()
+        }
+        for (i, node) in (try root.sequence("faults") ?? []).enumerated() {
+            let m = try StrictMapping(node: node, path: "faults[\(i)]")
+            s.faults.append(Fault(
+                method: try m.string("method")?.uppercased(), path: try m.string("path"), status: try m.int("status", range: 100...999) ?? 500,
+                message: try m.string("message") ?? "simulated failure", times: try m.int("times", range: 0...Int.max),
+                probability: try m.double("probability") ?? 1, delay: (try m.duration("delay") ?? .zero).seconds))
+            try m.finish()
+        }
+        try root.finish()
+        if s.pbsStorages.isEmpty { s.pbsStorages = [PBSStorage(id: "pbs-prod", datastore: "store1")] }
+        if s.targetStorages.isEmpty { s.targetStorages = [TargetStorage(id: "local-lvm", total: 4 << 40)] }
+        return s
+    }
+
+    private static func guestType(_ m: StrictMapping) throws(ConfigError) -> GuestType {
+        let t = try m.string("type") ?? "vm"
+        guard let type = GuestType(apiType: t) else { throw m.error("type", m.node("type"), "expected vm or ct") }
+        return type
+    }
+
+    /// The built-in demo scenario: 12 backed-up guests (VMs and CTs, 2–200 GiB, hourly and
+    /// 15-minute backups, one whose restores fail, one backup always in progress at start),
+    /// plus a foreign guest and a locked guest on the standby.
+    public static func demo() -> Scenario {
+        var s = Scenario()
+        s.node = "pve-standby"
+        s.pbsStorages = [PBSStorage(id: "pbs-prod", datastore: "store1", namespace: "prod")]
+        s.targetStorages = [TargetStorage(id: "local-lvm", total: 4 << 40, used: 200 << 30),
+                            TargetStorage(id: "local", type: "dir", total: 400 << 30, used: 20 << 30)]
+        let gib: Int64 = 1 << 30
+        let m15 = 900.0, h1 = 3600.0
+        s.backedUp = [
+            BackedUpGuest(vmid: 101, type: .vm, name: "web1", storage: "pbs-prod", disks: [32 * gib], interval: m15, offset: 60, tags: ["prod"], notes: "web frontend"),
+            BackedUpGuest(vmid: 102, type: .vm, name: "web2", storage: "pbs-prod", disks: [32 * gib], interval: m15, offset: 300, tags: ["prod"]),
+            BackedUpGuest(vmid: 103, type: .vm, name: "db1", storage: "pbs-prod", disks: [20 * gib, 200 * gib], interval: h1, offset: 600, tags: ["prod", "db"]),
+            BackedUpGuest(vmid: 104, type: .vm, name: "mail", storage: "pbs-prod", disks: [40 * gib], interval: h1, offset: 1200),
+            BackedUpGuest(vmid: 105, type: .vm, name: "fileserver", storage: "pbs-prod", disks: [16 * gib, 120 * gib], interval: h1, offset: 2400),
+            BackedUpGuest(vmid: 106, type: .vm, name: "erp", storage: "pbs-prod", disks: [64 * gib], interval: h1, offset: 3000, restoreFails: true, notes: "restores fail in the demo"),
+            BackedUpGuest(vmid: 107, type: .vm, name: "monitoring", storage: "pbs-prod", disks: [24 * gib], interval: m15, offset: 600),
+            BackedUpGuest(vmid: 201, type: .ct, name: "dns1", storage: "pbs-prod", disks: [2 * gib], interval: m15, offset: 120),
+            BackedUpGuest(vmid: 202, type: .ct, name: "dns2", storage: "pbs-prod", disks: [2 * gib], interval: m15, offset: 420),
+            BackedUpGuest(vmid: 203, type: .ct, name: "proxy", storage: "pbs-prod", disks: [4 * gib], interval: h1, offset: 1800),
+            BackedUpGuest(vmid: 204, type: .ct, name: "git", storage: "pbs-prod", disks: [30 * gib], interval: h1, offset: 900),
+            BackedUpGuest(vmid: 205, type: .ct, name: "wiki", storage: "pbs-prod", disks: [8 * gib], interval: h1, offset: 2700, verification: nil),
+        ]
+        s.existing = [
+            // Not ours: no pbs-standby marker. Must never be touched.
+            ExistingGuest(vmid: 104, type: .vm, name: "mail-handmade", status: "running", tags: ["manual"],
+                          description: "set up by hand on the standby"),
+            // Ours in principle, but locked by a backup job of the standby itself.
+            ExistingGuest(vmid: 105, type: .vm, name: "fileserver", status: "stopped", lock: "backup",
+                          tags: ["pbs-standby"], description: "pbs-standby: restored from pbs-prod:backup/vm/105/2026-01-01T00:00:00Z at 2026-01-01T00:10:00Z"),
+        ]
+        return s
+    }
+}

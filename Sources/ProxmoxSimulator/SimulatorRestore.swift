@@ -1,0 +1,317 @@
+import Foundation
+import ProxmoxAPI
+
+extension PVESimulator {
+    // MARK: - Restore (reference §3, §6)
+
+    func restoreVM(_ s: inout State, now: Double, _ p: [String: String]) -> SimResult {
+        guard let archive = p["archive"] else {
+            // A plain create is not what this simulator is for.
+            return .error(status: 501, message: "creating a VM without 'archive' is not simulated\n", errors: [:])
+        }
+        return restore(&s, now: now, type: .vm, archiveText: archive, p)
+    }
+
+    func restoreCT(_ s: inout State, now: Double, _ p: [String: String]) -> SimResult {
+        guard let archive = p["ostemplate"], p["restore"] == "1" else {
+            return .error(status: 501, message: "creating a CT without 'restore=1' is not simulated\n", errors: [:])
+        }
+        return restore(&s, now: now, type: .ct, archiveText: archive, p)
+    }
+
+    private func restore(_ s: inout State, now: Double, type: GuestType, archiveText: String, _ p: [String: String]) -> SimResult {
+        // Parameter checks → 400 with the `errors` map (§1.2).
+        var errors: [String: String] = [:]
+        let vmid = p["vmid"].flatMap(Int.init)
+        if p["vmid"] == nil { errors["vmid"] = "property is missing and it is not optional" }
+        else if vmid == nil || vmid! < 100 { errors["vmid"] = "type check ('integer') failed - got '\(p["vmid"]!)'" }  // [unverified] wording
+        for key in p.keys where key.hasPrefix("scsi") || key.hasPrefix("virtio") || key.hasPrefix("sata") || key.hasPrefix("ide") {
+            errors[key] = "option conflicts with option 'archive'"
+        }
+        guard errors.isEmpty, let vmid else {
+            return .error(status: 400, message: "Parameter verification failed.\n", errors: errors)
+        }
+        let kind = type == .vm ? "VM" : "CT"
+        let force = p["force"] == "1"
+        let prefix = "unable to restore \(kind) \(vmid) - "
+        let existing = s.guests[vmid]
+        // Synchronous refusals (§3.1 step 1, §3.2, §6).
+        if let g = existing {
+            if !force {
+                let msg = "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(scenario.node)'"
+                return .error(status: 500, message: (type == .vm ? prefix : "") + msg + "\n", errors: [:])
+            }
+            if let lock = g.lock { return .error(status: 500, message: prefix + "\(kind) is locked (\(lock))\n", errors: [:]) }
+            if type == .ct {
+                if g.status == "running" { return .error(status: 500, message: "can't overwrite running container\n", errors: [:]) }
+                if g.protection { return .error(status: 500, message: prefix + "protection mode enabled\n", errors: [:]) }
+            }
+        }
+        guard let volid = Volid(parsing: archiveText) else {
+            return .error(status: 400, message: "Parameter verification failed.\n", errors: [type == .vm ? "archive" : "ostemplate": "unable to parse volume ID '\(archiveText)'"])
+        }
+        let storageID = p["storage"] ?? (type == .ct ? "local" : scenario.targetStorages.first?.id ?? "local")  // CT default `local` (§3.2)
+        guard scenario.targetStorages.contains(where: { $0.id == storageID }) else {
+            return .error(status: 500, message: "storage '\(storageID)' does not exist\n", errors: [:])
+        }
+        // The config gets `lock: create` synchronously.
+        if var g = existing {
+            g.lock = "create"
+            s.guests[vmid] = g
+        } else {
+            s.guests[vmid] = SimGuest(vmid: vmid, type: type, name: type == .vm ? "VM \(vmid)" : "CT\(vmid)", status: "stopped",
+                                      lock: "create", tags: [], description: nil, protection: false, disks: [], storage: storageID)
+        }
+        let source = scenario.backedUp.first { $0.vmid == volid.vmid && $0.type == volid.type && $0.storage == volid.storage }
+        let entry = source.flatMap { src in backupEntries(storage: volid.storage, now: now).first { $0.volid == volid && src.vmid == $0.volid.vmid } }
+        let taskType = type == .vm ? "qmrestore" : "vzrestore"
+
+        // In-task refusals (§3.1 step 2, §6): protection, running VM, wrong format, missing snapshot.
+        if type == .vm, let g = existing, g.protection {
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: [],
+                                       error: prefix + "protection mode enabled", effect: .unlock(vmid: vmid)).description))
+        }
+        if type == .vm, let g = existing, g.status == "running" {
+            let lines = [(0.5, "error before or during data restore, some or all disks were not completely restored. VM \(vmid) state is NOT cleaned up.")]
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: lines,
+                                       error: prefix + "vm is running", effect: .unlock(vmid: vmid)).description))
+        }
+        if volid.type != type {
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: [],
+                                       error: "got unexpected backup format 'pbs-\(volid.type.rawValue)'", effect: .unlock(vmid: vmid)).description))
+        }
+        guard let source, let entry, entry.isComplete else {
+            // An in-progress snapshot has no manifest yet [unverified: exact text].
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [],
+                                       error: "unable to read manifest of snapshot '\(volid.snapshot)' - not found", effect: .unlock(vmid: vmid)).description))
+        }
+        let size = source.size
+        let target = scenario.targetStorages.first { $0.id == storageID }!
+        let free = target.total - (s.targetUsed[storageID] ?? target.used) + (existing?.disks.reduce(0, +) ?? 0)
+        let fails = s.restoreFails.contains(source.vmid)
+            || (s.taskFailureProbability > 0 && Double(s.rng.next() % 1_000_000) / 1_000_000 < s.taskFailureProbability)
+        let tags = p["tags"].map(Self.normalizeTags) ?? source.tags
+        let description = p["description"] ?? source.notes
+        if free < size {
+            // [unverified] storage-layer wording.
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [],
+                                       error: "lvcreate '\(storageID)/vm-\(vmid)-disk-0' error: Insufficient free space",
+                                       effect: type == .vm ? .restoreFailedVM(vmid: vmid) : .restoreFailedCT(vmid: vmid)).description))
+        }
+        let pbs = scenario.pbsStorages.first { $0.id == volid.storage }
+        var (lines, duration) = type == .vm
+            ? vmRestoreLog(vmid: vmid, volid: volid, disks: source.disks, storage: storageID, datastore: pbs?.datastore ?? "store1", failAtHalf: fails)
+            : ctRestoreLog(volid: volid, size: size, failAtHalf: fails)
+        let effect: SimTask.Effect
+        var error: String?
+        if fails {
+            error = type == .vm
+                ? "command '/usr/bin/pbs-restore --repository pbs-standby@pbs@pbs.example:\(pbs?.datastore ?? "store1") \(volid.snapshot) drive-scsi0.img.fidx /dev/pve/vm-\(vmid)-disk-0 --verbose --format raw --skip-zero' failed: exit code 255"  // [unverified] run_command wording
+                : "error extracting archive - simulated chunk read error"
+            effect = type == .vm ? .restoreFailedVM(vmid: vmid) : .restoreFailedCT(vmid: vmid)
+            if type == .vm {
+                lines.append((duration, "error before or during data restore, some or all disks were not completely restored. VM \(vmid) state is NOT cleaned up."))
+            }
+        } else {
+            if type == .vm { lines.append((duration, "rescan volumes...")) }
+            effect = .restoreSucceeded(vmid: vmid, type: type, name: source.name, tags: tags, description: description,
+                                       disks: source.disks, storage: storageID, start: p["start"] == "1")
+        }
+        // A forced VM restore frees the old disks first (§3.1 step 2); count the new ones at the start.
+        s.targetUsed[storageID, default: target.used] += size - (existing?.storage == storageID ? (existing?.disks.reduce(0, +) ?? 0) : 0)
+        _ = duration
+        duration = lines.last?.0 ?? duration
+        let upid = newTask(&s, now: now, type: taskType, vmid: vmid, duration: duration + 0.5, lines: lines, error: error, effect: effect)
+        return .ok(.string(upid.description))
+    }
+
+    /// pbs-restore's per-disk lines (§4.4), timed by the restore throughput.
+    private func vmRestoreLog(vmid: Int, volid: Volid, disks: [Int64], storage: String, datastore: String,
+                              failAtHalf: Bool) -> ([(Double, String)], Double) {
+        var lines: [(Double, String)] = []
+        var t = 0.2
+        let rate = scenario.restoreBytesPerSecond
+        let repo = "pbs-standby@pbs@pbs.example:\(datastore)"
+        for (i, _) in disks.enumerated() { lines.append((t, "new volume ID is '\(storage):vm-\(vmid)-disk-\(i)'")) }
+        for (i, size) in disks.enumerated() {
+            let target = "/dev/pve/vm-\(vmid)-disk-\(i)"
+            lines.append((t, "restore proxmox backup image: /usr/bin/pbs-restore --repository \(repo) \(volid.snapshot) drive-scsi\(i).img.fidx \(target) --verbose --format raw --skip-zero"))
+            lines.append((t, "connecting to repository '\(repo)'"))
+            lines.append((t, "open block backend for target '\(target)'"))
+            lines.append((t, "starting to restore snapshot '\(volid.snapshot)'"))
+            lines.append((t, "download and verify backup index"))
+            lines.append((t, "fetching up to 16 chunks in parallel"))
+            let diskTime = Double(size) / rate
+            let chunks = max(1, Int((size + (4 << 20) - 1) / (4 << 20)))
+            var lastPct = -1
+            // Percentages change at most 100 times; small disks skip some (count*100/index_count).
+            let steps = min(100, chunks)
+            for step in 1...steps {
+                let count = chunks * step / steps
+                let pct = count * 100 / chunks
+                guard pct != lastPct else { continue }
+                lastPct = pct
+                let read = min(size, Int64(count) * (4 << 20))
+                let zeroes = read / 3
+                let at = t + diskTime * Double(step) / Double(steps)
+                if failAtHalf && pct > 50 {
+                    lines.append((at, "restore failed: simulated chunk read error"))
+                    return (lines, at)
+                }
+                lines.append((at, "progress \(pct)% (read \(read) bytes, zeroes = \(zeroes * 100 / max(read, 1))% (\(zeroes) bytes), duration \(Int(diskTime * Double(step) / Double(steps))) sec)"))
+            }
+            t += diskTime
+            lines.append((t, String(format: "restore image complete (bytes=%lld, duration=%.2fs, speed=%.2fMB/s)", size, diskTime, Double(size) / 1_048_576 / max(diskTime, 0.01))))
+        }
+        return (lines, t)
+    }
+
+    /// Container restores print no percentage (§3.2, §4.4).
+    private func ctRestoreLog(volid: Volid, size: Int64, failAtHalf: Bool) -> ([(Double, String)], Double) {
+        let d = Double(size) / scenario.restoreBytesPerSecond
+        var lines: [(Double, String)] = [
+            (0.2, "recovering backed-up configuration from '\(volid)'"),
+            (0.5, "restoring '\(volid)' now.."),
+        ]
+        if failAtHalf { return (lines, d / 2) }
+        lines.append((d, "merging backed-up and given configuration.."))
+        return (lines, d)
+    }
+
+    // MARK: - Tasks (reference §4)
+
+    @discardableResult
+    func newTask(_ s: inout State, now: Double, type: String, vmid: Int, duration: Double,
+                 lines: [(Double, String)], error: String?, effect: SimTask.Effect) -> UPID {
+        s.pid += 1
+        let upid = UPID(node: scenario.node, pid: s.pid, pstart: UInt64(1_000_000 + s.pid), startTime: Int(now),
+                        type: type, id: String(vmid), user: token.tokenID)
+        var all = lines.map { (now + $0.0, $0.1) }
+        let end = now + duration
+        let finalLine = error.map { "TASK ERROR: " + $0.replacingOccurrences(of: "\n", with: " ") } ?? "TASK OK"
+        all.append((end, finalLine))
+        s.tasks[upid.description] = SimTask(upid: upid, start: now, end: end, lines: all,
+                                            exitStatus: error ?? "OK", effect: effect)
+        s.taskOrder.append(upid.description)
+        return upid
+    }
+
+    /// Applies the effects of tasks that ended by `now`, in order, once.
+    func settle(_ s: inout State, now: Double) {
+        for key in s.taskOrder {
+            guard var task = s.tasks[key], !task.applied, task.end <= now else { continue }
+            task.applied = true
+            s.tasks[key] = task
+            switch task.effect {
+            case .none: break
+            case .unlock(let vmid):
+                s.guests[vmid]?.lock = nil
+                if s.guests[vmid]?.disks.isEmpty == true, s.guests[vmid]?.description == nil { s.guests[vmid] = nil }
+            case .restoreSucceeded(let vmid, let type, let name, let tags, let description, let disks, let storage, let start):
+                var g = s.guests[vmid] ?? SimGuest(vmid: vmid, type: type, name: name, status: "stopped", lock: nil, tags: [],
+                                                   description: nil, protection: false, disks: [], storage: storage)
+                g.type = type
+                g.name = name
+                g.tags = tags
+                g.description = description
+                g.disks = disks
+                g.storage = storage
+                g.lock = nil
+                g.status = start ? "running" : "stopped"
+                g.unknownUntil = task.end + 10  // pvestatd has not reported the new guest yet (§5.1)
+                g.configDigestCounter += 1
+                g.extraConfig = [:]
+                s.guests[vmid] = g
+            case .restoreFailedVM(let vmid):
+                // Old disks are gone; the config is the temporary `memory: 128` (§3.1 step 3).
+                if var g = s.guests[vmid] {
+                    if let used = s.targetUsed[g.storage] { s.targetUsed[g.storage] = max(0, used - g.disks.reduce(0, +)) }
+                    g.lock = nil
+                    g.tags = []
+                    g.description = nil
+                    g.disks = []
+                    g.name = "VM \(vmid)"
+                    g.extraConfig = ["memory": "128"]
+                    g.configDigestCounter += 1
+                    s.guests[vmid] = g
+                }
+            case .restoreFailedCT(let vmid):
+                // A failed forced CT restore destroys the container and its config (§3.2).
+                if let g = s.guests.removeValue(forKey: vmid), let used = s.targetUsed[g.storage] {
+                    s.targetUsed[g.storage] = max(0, used - g.disks.reduce(0, +))
+                }
+            case .setStatus(let vmid, let status):
+                s.guests[vmid]?.status = status
+            case .destroy(let vmid):
+                if let g = s.guests.removeValue(forKey: vmid), let used = s.targetUsed[g.storage] {
+                    s.targetUsed[g.storage] = max(0, used - g.disks.reduce(0, +))
+                }
+            }
+        }
+    }
+
+    func taskStatus(_ s: State, now: Double, _ text: String) -> SimResult {
+        guard let upid = UPID(parsing: text) else {
+            return .error(status: 400, message: "Parameter verification failed.\n", errors: ["upid": "unable to parse worker upid"])
+        }
+        guard let task = s.tasks[upid.description] else {
+            return .error(status: 400, message: "Parameter verification failed.\n", errors: ["upid": "no such task"])
+        }
+        var o = taskFields(upid)
+        o["status"] = .string(now < task.end ? "running" : "stopped")
+        if now >= task.end { o["exitstatus"] = .string(task.exitStatus) }
+        return .ok(.object(o))
+    }
+
+    private func taskFields(_ upid: UPID) -> [String: JSONValue] {
+        // Token tasks: `user` without `!token`, `tokenid` separate (§4.2).
+        let parts = upid.user.split(separator: "!", maxSplits: 1)
+        var o: [String: JSONValue] = [
+            "upid": .string(upid.description), "node": .string(upid.node), "pid": .number(Double(upid.pid)),
+            "pstart": .number(Double(upid.pstart)), "starttime": .number(Double(upid.startTime)),
+            "type": .string(upid.type), "id": .string(upid.id), "user": .string(String(parts[0])),
+        ]
+        if parts.count == 2 { o["tokenid"] = .string(String(parts[1])) }
+        return o
+    }
+
+    func taskLog(_ s: State, now: Double, _ text: String, _ p: [String: String]) -> SimResult {
+        guard let upid = UPID(parsing: text) else {
+            return .error(status: 400, message: "Parameter verification failed.\n", errors: ["upid": "unable to parse worker upid"])
+        }
+        // The log endpoint does not check existence (§4.3).
+        guard let task = s.tasks[upid.description] else {
+            return .ok(.array([.object(["n": .number(1), "t": .string("unable to open file - No such file or directory")])]))
+        }
+        let visible = task.lines.filter { $0.0 <= now }.map(\.1)
+        if visible.isEmpty { return .ok(.array([.object(["n": .number(1), "t": .string("no content")])])) }
+        let start = max(0, p["start"].flatMap(Int.init) ?? 0)
+        let limit = p["limit"].flatMap(Int.init) ?? 50
+        let slice = visible.dropFirst(start).prefix(limit == 0 ? Int.max : limit)
+        return .ok(.array(slice.enumerated().map { .object(["n": .number(Double(start + $0.offset + 1)), "t": .string($0.element)]) }))
+    }
+
+    func taskList(_ s: State, now: Double, _ p: [String: String]) -> JSONValue {
+        let source = p["source"] ?? "archive"
+        let typeFilter = p["typefilter"]
+        let vmid = p["vmid"]
+        let limit = p["limit"].flatMap(Int.init) ?? 50
+        var out: [JSONValue] = []
+        for key in s.taskOrder.reversed() {
+            guard let t = s.tasks[key] else { continue }
+            let running = now < t.end
+            if source == "active" && !running { continue }
+            if source == "archive" && running { continue }
+            if let typeFilter, t.upid.type != typeFilter { continue }
+            if let vmid, t.upid.id != vmid { continue }
+            var o = taskFields(t.upid)
+            if !running {
+                o["status"] = .string(t.exitStatus)
+                o["endtime"] = .number(t.end.rounded(.down))
+            }
+            out.append(.object(o))
+            if out.count >= limit { break }
+        }
+        return .array(out)
+    }
+}

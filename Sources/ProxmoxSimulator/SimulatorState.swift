@@ -1,0 +1,79 @@
+import Foundation
+import ProxmoxAPI
+
+/// A guest on the simulated standby node.
+struct SimGuest {
+    var vmid: Int
+    var type: GuestType
+    var name: String
+    var status: String
+    var lock: String?
+    var tags: [String]
+    var description: String?
+    var protection: Bool
+    var disks: [Int64]
+    var storage: String
+    /// `status` reads `unknown` until this time (pvestatd has not reported yet, reference §5.1).
+    var unknownUntil: Double?
+    var configDigestCounter = 1
+    var extraConfig: [String: String] = [:]
+
+    var digest: String { String(format: "%040x", configDigestCounter) }
+
+    func visibleStatus(at now: Double) -> String {
+        if let u = unknownUntil, now < u { return "unknown" }
+        return status
+    }
+}
+
+/// A simulated worker task with its whole log precomputed against time.
+struct SimTask {
+    var upid: UPID
+    var start: Double
+    var end: Double
+    /// (time at which the line appears, text); the last line is `TASK OK` / `TASK ERROR: …`.
+    var lines: [(Double, String)]
+    var exitStatus: String
+    /// Applied once when the task ends (restore effect, start, destroy).
+    var effect: Effect
+    var applied = false
+
+    enum Effect {
+        case none
+        case restoreSucceeded(vmid: Int, type: GuestType, name: String, tags: [String], description: String?, disks: [Int64], storage: String, start: Bool)
+        case restoreFailedVM(vmid: Int)
+        case restoreFailedCT(vmid: Int)
+        case unlock(vmid: Int)
+        case setStatus(vmid: Int, status: String)
+        case destroy(vmid: Int)
+    }
+}
+
+/// One mutating call, as `/_sim/journal` lists it.
+public struct JournalEntry: Sendable, Codable, Equatable {
+    public var time: Double
+    public var method: String
+    public var path: String
+    public var vmid: Int?
+    public var parameters: [String: String]
+    /// HTTP status the simulator answered (200 or the error).
+    public var status: Int
+}
+
+/// The simulator's answer to one call.
+public enum SimResult: Sendable {
+    case ok(JSONValue)
+    case error(status: Int, message: String, errors: [String: String])
+}
+
+/// Small deterministic PRNG (SplitMix64) so fault dice are reproducible per seed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

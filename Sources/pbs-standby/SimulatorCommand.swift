@@ -1,0 +1,62 @@
+import ArgumentParser
+import ConfigSupport
+import Foundation
+import Logging
+import MicroHTTP
+import ProxmoxAPI
+import ProxmoxSimulator
+import ServiceLifecycle
+
+/// `pbs-standby simulator`: serves the PVE + PBS simulator over HTTP(S) for tests and trials.
+struct SimulatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulator",
+        abstract: "Serve the built-in PVE + PBS simulator over HTTP(S).",
+        discussion: "Prints url=…, token=… and fingerprint=… lines, then serves until SIGTERM/SIGINT.")
+
+    @Option(name: .customLong("web.listen-address"), help: "Where the simulated PVE API listens.")
+    var listenAddress: String = "127.0.0.1:8006"
+
+    @Flag(help: "Serve HTTPS with a self-signed certificate generated at start.")
+    var tls = false
+
+    @Option(help: "Scenario YAML file (default: the built-in demo scenario).")
+    var scenario: String?
+
+    @Option(help: "Simulated seconds per real second (1 = real time).")
+    var speed: Double = 1
+
+    @Flag(name: .customLong("manual-clock"), help: "Freeze time; advance it with POST /_sim/advance?seconds=N.")
+    var manualClock = false
+
+    @Option(name: .customLong("log.level"), help: "debug, info, warn or error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        try await exitOnError {
+            let scenario: Scenario
+            if let path = self.scenario {
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    throw UsageError(message: "--scenario: cannot read '\(path)'")
+                }
+                do { scenario = try Scenario.parse(yaml: text) } catch { throw UsageError(message: "\(path): \(error)") }
+            } else {
+                scenario = .demo()
+            }
+            guard speed > 0 else { throw UsageError(message: "--speed must be positive") }
+            let address: ListenAddress
+            do { address = try ListenAddress(parsing: listenAddress) } catch { throw UsageError(message: "--web.listen-address: \(error)") }
+            let clock: any SimClock = manualClock ? ManualClock(start: Date().timeIntervalSince1970) : AcceleratedClock(speed: speed)
+            let token = ProcessInfo.processInfo.environment["PBS_STANDBY_SIM_TOKEN"].flatMap { try? APIToken(parsing: $0) }
+            let simulator = PVESimulator(scenario: scenario, clock: clock, token: token)
+            let server = try SimulatorServer(simulator: simulator, address: address, tls: tls)
+            let url = try server.start()
+            let lines = "url=\(url)\ntoken=\(simulator.token.fullText)\nfingerprint=\(server.fingerprint ?? "")\nnode=\(scenario.node)\n"
+            FileHandle.standardOutput.write(Data(lines.utf8))
+            let group = ServiceGroup(configuration: .init(
+                services: [.init(service: server.server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "pbs-standby.simulator")))
+            try await group.run()
+        }
+    }
+}

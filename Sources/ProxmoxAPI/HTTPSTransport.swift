@@ -86,7 +86,7 @@ public final class HTTPSTransport: ProxmoxTransport {
                      onOutput: (@Sendable (String) -> Void)?) async throws(ProxmoxError) -> JSONValue {
         let query = formEncode(parameters)
         let inBody = method == .post || method == .put
-        var uri = "/api2/json" + path
+        var uri = "/api2/json" + path.split(separator: "/", omittingEmptySubsequences: false).map { percentEncode(String($0)) }.joined(separator: "/")
         if !inBody, !query.isEmpty { uri += "?" + query }
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
@@ -130,7 +130,9 @@ public final class HTTPSTransport: ProxmoxTransport {
             return r
         } catch {
             connection.channel.close(promise: nil)
-            throw error
+            // The TLS handshake runs after connect: a pin mismatch surfaces here.
+            if error is RequestTimeout { throw error }
+            throw PinnedConnectError(underlying: error, presented: connection.presented.get())
         }
     }
 
@@ -271,6 +273,7 @@ final class Connection: @unchecked Sendable {
         let collector = self.collector
         let promise = channel.eventLoop.makePromise(of: CollectedResponse.self)
         channel.eventLoop.execute {
+            if let failure = collector.failure { promise.fail(failure); return }
             collector.pending = promise
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
             if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
@@ -290,6 +293,8 @@ final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPClientResponsePart
 
     var pending: EventLoopPromise<CollectedResponse>?
+    /// Set once the channel failed or closed; later requests fail at once instead of waiting.
+    var failure: (any Error)?
     private var head: HTTPResponseHead?
     private var body: [UInt8] = []
 
@@ -311,12 +316,14 @@ final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        pending?.fail(ChannelError.ioOnClosedChannel)
+        if failure == nil { failure = ChannelError.ioOnClosedChannel }
+        pending?.fail(failure!)
         pending = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if failure == nil { failure = error }
         pending?.fail(error)
         pending = nil
         context.close(promise: nil)

@@ -1,5 +1,8 @@
 /// The PVE calls pbs-standby makes, typed, over any ``ProxmoxTransport``.
 ///
+/// Paths are given raw (`/nodes/pve1/tasks/UPID:…/status`); the HTTPS transport percent-encodes
+/// each segment, pvesh takes them as they are.
+///
 /// Paths and parameters follow the reference (`shared/reference/proxmox-interfaces.md`):
 /// §2 backup listing, §3 restore, §4 tasks, §5 guests.
 public struct ProxmoxClient: Sendable {
@@ -22,12 +25,12 @@ public struct ProxmoxClient: Sendable {
 
     /// `GET /nodes/{node}/storage`.
     public func storages(node: String) async throws(ProxmoxError) -> [StorageInfo] {
-        try await list("/nodes/\(percentEncode(node))/storage") { r throws(ProxmoxError) in try Self.storage(r) }
+        try await list("/nodes/\(node)/storage") { r throws(ProxmoxError) in try Self.storage(r) }
     }
 
     /// `GET /nodes/{node}/storage/{storage}/status`: free space of a target storage.
     public func storageStatus(node: String, storage: String) async throws(ProxmoxError) -> StorageInfo {
-        let path = "/nodes/\(percentEncode(node))/storage/\(percentEncode(storage))/status"
+        let path = "/nodes/\(node)/storage/\(storage)/status"
         var info = try Self.storage(try FieldReader(try await transport.call(.get, path), path: path), defaultName: storage)
         if info.storage.isEmpty { info.storage = storage }
         return info
@@ -50,7 +53,7 @@ public struct ProxmoxClient: Sendable {
     /// `GET /nodes/{node}/storage/{storage}/content?content=backup[&vmid=N]` (reference §2).
     /// Entries whose volid is not a PBS backup of a numeric guest are skipped, as PVE itself does.
     public func backups(node: String, storage: String, vmid: Int? = nil) async throws(ProxmoxError) -> [BackupEntry] {
-        let path = "/nodes/\(percentEncode(node))/storage/\(percentEncode(storage))/content"
+        let path = "/nodes/\(node)/storage/\(storage)/content"
         var params = [("content", "backup")]
         if let vmid { params.append(("vmid", String(vmid))) }
         let data = try await transport.call(.get, path, parameters: params)
@@ -91,7 +94,7 @@ public struct ProxmoxClient: Sendable {
 
     /// `GET /nodes/{node}/{qemu|lxc}/{vmid}/config` (reference §5.3).
     public func guestConfig(node: String, type: GuestType, vmid: Int) async throws(ProxmoxError) -> GuestConfig {
-        let path = "/nodes/\(percentEncode(node))/\(type.apiType)/\(vmid)/config"
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/config"
         let r = try FieldReader(try await transport.call(.get, path), path: path)
         var raw: [String: String] = [:]
         for (k, v) in r.object { if let s = v.string { raw[k] = s } }
@@ -104,7 +107,7 @@ public struct ProxmoxClient: Sendable {
     /// `PUT /nodes/{node}/{qemu|lxc}/{vmid}/config` with tags/description, guarded by `digest`.
     public func setGuestConfig(node: String, type: GuestType, vmid: Int, tags: [String]? = nil,
                                description: String? = nil, digest: String? = nil) async throws(ProxmoxError) {
-        let path = "/nodes/\(percentEncode(node))/\(type.apiType)/\(vmid)/config"
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/config"
         var params: [(String, String)] = []
         if let tags { params.append(("tags", tags.joined(separator: ";"))) }
         if let description { params.append(("description", description)) }
@@ -162,13 +165,13 @@ public struct ProxmoxClient: Sendable {
     /// `POST /nodes/{node}/qemu` (archive=…) or `/nodes/{node}/lxc` (ostemplate=…, restore=1); returns the UPID.
     /// Over pvesh this returns only when the task has ended, streaming its log to `onOutput`.
     public func restore(_ request: RestoreRequest, onOutput: (@Sendable (String) -> Void)? = nil) async throws(ProxmoxError) -> UPID {
-        let path = "/nodes/\(percentEncode(request.node))/\(request.archive.type.apiType)"
+        let path = "/nodes/\(request.node)/\(request.archive.type.apiType)"
         return try await upid(path, try await transport.call(.post, path, parameters: request.parameters, onOutput: onOutput))
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/status`.
     public func taskStatus(_ upid: UPID) async throws(ProxmoxError) -> TaskStatus {
-        let path = "/nodes/\(percentEncode(upid.node))/tasks/\(percentEncode(upid.description))/status"
+        let path = "/nodes/\(upid.node)/tasks/\(upid.description)/status"
         let r = try FieldReader(try await transport.call(.get, path), path: path)
         let status = try r.string("status")
         return TaskStatus(upid: upid, running: status == "running", exitStatus: r.optionalString("exitstatus"))
@@ -176,7 +179,7 @@ public struct ProxmoxClient: Sendable {
 
     /// `GET /nodes/{node}/tasks/{upid}/log?start=&limit=` — lines after `start` (0-based offset).
     public func taskLog(_ upid: UPID, start: Int = 0, limit: Int = 0) async throws(ProxmoxError) -> [TaskLogLine] {
-        let path = "/nodes/\(percentEncode(upid.node))/tasks/\(percentEncode(upid.description))/log"
+        let path = "/nodes/\(upid.node)/tasks/\(upid.description)/log"
         let data = try await transport.call(.get, path, parameters: [("start", String(start)), ("limit", String(limit))])
         guard let items = data.array else { throw .decoding(path: path, field: "", message: "expected a list") }
         var out: [TaskLogLine] = []
@@ -189,7 +192,7 @@ public struct ProxmoxClient: Sendable {
 
     /// `GET /nodes/{node}/tasks?source=all&typefilter=…&vmid=…`: find tasks again after a restart.
     public func tasks(node: String, typeFilter: String? = nil, vmid: Int? = nil, limit: Int = 100) async throws(ProxmoxError) -> [TaskSummary] {
-        let path = "/nodes/\(percentEncode(node))/tasks"
+        let path = "/nodes/\(node)/tasks"
         var params = [("source", "all"), ("limit", String(limit))]
         if let typeFilter { params.append(("typefilter", typeFilter)) }
         if let vmid { params.append(("vmid", String(vmid))) }
@@ -202,20 +205,20 @@ public struct ProxmoxClient: Sendable {
 
     /// `POST /nodes/{node}/{type}/{vmid}/status/start` → UPID.
     public func start(node: String, type: GuestType, vmid: Int, onOutput: (@Sendable (String) -> Void)? = nil) async throws(ProxmoxError) -> UPID {
-        let path = "/nodes/\(percentEncode(node))/\(type.apiType)/\(vmid)/status/start"
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/status/start"
         return try await upid(path, try await transport.call(.post, path, parameters: [], onOutput: onOutput))
     }
 
     /// `POST /nodes/{node}/{type}/{vmid}/status/stop` → UPID (hard stop).
     public func stop(node: String, type: GuestType, vmid: Int) async throws(ProxmoxError) -> UPID {
-        let path = "/nodes/\(percentEncode(node))/\(type.apiType)/\(vmid)/status/stop"
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/status/stop"
         return try await upid(path, try await transport.call(.post, path))
     }
 
     /// `DELETE /nodes/{node}/{type}/{vmid}` → UPID.
     public func destroy(node: String, type: GuestType, vmid: Int, purge: Bool = true,
                         destroyUnreferencedDisks: Bool = true) async throws(ProxmoxError) -> UPID {
-        let path = "/nodes/\(percentEncode(node))/\(type.apiType)/\(vmid)"
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)"
         let params = [("purge", purge ? "1" : "0"), ("destroy-unreferenced-disks", destroyUnreferencedDisks ? "1" : "0")]
         return try await upid(path, try await transport.call(.delete, path, parameters: params))
     }

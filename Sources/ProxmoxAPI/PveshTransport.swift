@@ -52,7 +52,18 @@ public final class PveshTransport: ProxmoxTransport {
             if let lastJSON, let upid = try? JSONValue.parse(Array(lastJSON.utf8), path: path), upid.string?.hasPrefix("UPID:") == true {
                 return upid
             }
-            throw ProxmoxError.classify(path: path, status: status, message: message.isEmpty ? "pvesh exited with \(result.status)" : message)
+            // Parameter errors: the first line, then `key: text` lines [unverified: pvesh's exact layout].
+            var errors: [String: String] = [:]
+            var first = message
+            if status == 400 {
+                let lines = message.split(separator: "\n").map(String.init)
+                first = lines.first ?? message
+                for line in lines.dropFirst() {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    errors[String(line[..<colon]).trimmingCharacters(in: .whitespaces)] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                }
+            }
+            throw ProxmoxError.classify(path: path, status: status, message: first.isEmpty ? "pvesh exited with \(result.status)" : first, errors: errors)
         }
         guard let lastJSON else { return .null }  // methods returning null print nothing
         return try JSONValue.parse(Array(lastJSON.utf8), path: path)

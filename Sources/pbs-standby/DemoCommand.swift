@@ -2,10 +2,13 @@ import ArgumentParser
 import Foundation
 import Logging
 import MicroHTTP
+import ProxmoxSimulator
 import ServiceLifecycle
 import StandbyService
+import StandbyStore
 
-/// `pbs-standby demo`: the service against the built-in simulator, on 127.0.0.1.
+/// `pbs-standby demo`: the real service (same code as `run`) against the in-process simulator on
+/// an accelerated clock, on 127.0.0.1.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
@@ -13,26 +16,44 @@ struct DemoCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @Option(help: "Simulated seconds per real second (default 60: one real second is a simulated minute).")
+    var speed: Double = 60
+
     func run() async throws {
         global.bootstrapLogging()
         try await exitOnError {
+            guard speed > 0 else { throw UsageError(message: "--speed must be positive") }
             let address = try global.listenAddress(configured: nil, fallback: "127.0.0.1:\(defaultPort)")
             let web = try global.webConfig(configured: nil)
-            let logger = Logger(label: "pbs-standby")
-            let metrics = MetricsEndpoint()
-            let app = WebApp(metrics: metrics)
-            let server = HTTPServer(configuration: .init(address: address, web: web), router: app.router(),
+            let statePath = global.statePath ?? (NSTemporaryDirectory() + "pbs-standby-demo-\(getpid())/state.db")
+            let scenario = Scenario.demo()
+            let simClock = AcceleratedClock(speed: speed)
+            let clock = ScaledClock(simClock)
+            let simulator = PVESimulator(scenario: scenario, clock: simClock)
+            let config = StandbyRuntime.demoConfig(scenario: scenario, statePath: statePath)
+            let store: StateStore
+            do { store = try StateStore(path: statePath) } catch { throw UsageError(message: "--state.path: \(error)") }
+            let runtime = StandbyRuntime(config: config, transport: InProcessTransport(simulator: simulator), store: store, clock: clock)
+            let server = HTTPServer(configuration: .init(address: address, web: web), router: runtime.webApp(clock: clock).router(),
                                     logger: Logger(label: "pbs-standby.http"))
             do { try server.start() } catch { throw UsageError(message: "\(error)") }
             let scheme = server.isTLS ? "https" : "http"
             let host = address.host.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "127.0.0.1"
-            print("pbs-standby demo is running. Open:")
-            print("  status page  \(scheme)://\(host):\(server.port)/")
-            print("  metrics      \(scheme)://\(host):\(server.port)/metrics")
-            print("Press Ctrl-C to stop.")
+            let base = "\(scheme)://\(host):\(server.port)"
+            let text = """
+                pbs-standby demo: \(scenario.backedUp.count) backed-up guests, simulated time runs \(Int(speed))x faster.
+                State file: \(statePath)
+                Open:
+                  status page  \(base)/
+                  status JSON  \(base)/api/v1/status
+                  metrics      \(base)/metrics
+                Press Ctrl-C to stop.
+
+                """
+            FileHandle.standardOutput.write(Data(text.utf8))
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: server)],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: [.init(service: server), .init(service: runtime.reconciler)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "pbs-standby")))
             try await group.run()
         }
     }

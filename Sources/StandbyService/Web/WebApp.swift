@@ -1,3 +1,4 @@
+import Foundation
 import MicroHTTP
 
 /// The routes of pbs-standby's HTTP endpoint. Every handler reads what the service published;
@@ -7,8 +8,12 @@ public struct WebApp: Sendable {
     public var metrics: MetricsEndpoint
     /// Whether `/-/ready` answers 200 (state store open, at least one source refreshed).
     public var isReady: @Sendable () -> (ready: Bool, reason: String)
-    /// Extra routes added by later layers (status JSON, HTML page).
+    /// Extra routes.
     public var extraRoutes: @Sendable (inout Router) -> Void
+    /// The published status (status JSON and HTML page); nil serves a landing page only.
+    public var status: (@Sendable () -> StatusSnapshot)?
+    /// The clock lag and ages are computed against.
+    public var now: @Sendable () -> Double = { Date().timeIntervalSince1970 }
 
     /// Creates the app.
     public init(metrics: MetricsEndpoint,
@@ -30,8 +35,22 @@ public struct WebApp: Sendable {
             let (ready, reason) = isReady()
             return ready ? .text("Ready.\n") : .text("Not ready: \(reason)\n", status: 503)
         }
-        router.get("/") { _ in
-            .text(LandingPage.html, contentType: "text/html; charset=utf-8")
+        if let status {
+            let now = self.now
+            router.get("/") { _ in .text(StatusPage.render(status(), now: now()), contentType: "text/html; charset=utf-8") }
+            router.get("/api/v1/status") { _ in .json(Array((StatusJSON.status(status(), now: now()).serialized() + "\n").utf8)) }
+            router.get("/api/v1/guests/{vmid}") { req in
+                guard let vmid = req.pathParameters["vmid"].flatMap(Int.init) else {
+                    return .jsonError("'\(req.pathParameters["vmid"] ?? "")' is not a VMID", status: 400)
+                }
+                let snap = status()
+                let guests = snap.guests.filter { $0.key.vmid == vmid }
+                guard !guests.isEmpty else { return .jsonError("guest \(vmid) is not selected", status: 404) }
+                let t = now()
+                return .json(Array((guests.count == 1 ? StatusJSON.guest(guests[0], now: t) : .array(guests.map { StatusJSON.guest($0, now: t) })).serialized().utf8))
+            }
+        } else {
+            router.get("/") { _ in .text(LandingPage.html, contentType: "text/html; charset=utf-8") }
         }
         extraRoutes(&router)
         return router

@@ -1,0 +1,268 @@
+import ConfigSupport
+import Foundation
+import ProxmoxAPI
+
+/// The service configuration (`shared/design/CONFIG.md`), validated: every key path and line of a
+/// bad value is named, unknown keys are errors.
+public struct StandbyConfig: Sendable {
+    /// How PVE is reached.
+    public enum Transport: String, Sendable { case https, pvesh }
+
+    public struct Proxmox: Sendable {
+        public var transport: Transport = .https
+        public var url: String = "https://127.0.0.1:8006"
+        public var tokenFile: String?
+        public var fingerprint: String?
+        public var caFile: String?
+        /// The standby node; default: the host name.
+        public var node: String = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
+        public var timeout: Duration = .seconds(30)
+        /// pvesh executable (tests point it at the stand-in).
+        public var pveshPath: String = "/usr/bin/pvesh"
+    }
+
+    public struct Restore: Sendable {
+        public var workers = 1
+        public var pollInterval: Duration = .seconds(30)
+        public var settle: Duration = .zero
+        public var startAfterRestore = false
+        public var keepPrevious = false
+        public var previousVmidOffset = 100_000
+        public var requireVerified = false
+        public var rpoTarget: Duration = .seconds(7200)
+        public var taskTimeout: Duration = .seconds(12 * 3600)
+        public var adopt = false
+        /// Backoff steps after consecutive failures (pvesr-like: 5, 10, 15, 30 min).
+        public var backoff: [Duration] = [.seconds(300), .seconds(600), .seconds(900), .seconds(1800)]
+        /// Attempts per backup before waiting for a newer one.
+        public var retriesPerBackup = 5
+        /// Free space required beyond the backup size, as a fraction of it.
+        public var spaceMargin = 0.10
+    }
+
+    public struct Source: Sendable {
+        public var storage: String
+        public var targetStorage: String?
+        public var include: Selection = .all
+        public var exclude: Selection = .none
+        public var vmidOffset = 0
+        public var priority = 0
+        public var rpoTarget: Duration?
+        public var workers: Int?
+        public init(storage: String) { self.storage = storage }
+    }
+
+    public struct GuestOverride: Sendable {
+        public var priority: Int?
+        public var rpoTarget: Duration?
+        public var startAfterRestore: Bool?
+        public var targetStorage: String?
+        public init(priority: Int? = nil, rpoTarget: Duration? = nil, startAfterRestore: Bool? = nil, targetStorage: String? = nil) {
+            self.priority = priority
+            self.rpoTarget = rpoTarget
+            self.startAfterRestore = startAfterRestore
+            self.targetStorage = targetStorage
+        }
+    }
+
+    public var proxmox = Proxmox()
+    public var statePath = "/var/lib/pbs-standby/state.db"
+    public var restore = Restore()
+    public var sources: [Source] = []
+    public var guests: [Int: GuestOverride] = [:]
+    public var webListenAddress: String?
+    public var webConfigFile: String?
+
+    public init() {}
+
+    /// Reads and validates a config file.
+    public static func load(path: String) throws(ConfigError) -> StandbyConfig {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError(path: "", line: nil, message: "cannot read the config file '\(path)'")
+        }
+        return try parse(yaml: text)
+    }
+
+    /// Parses YAML text.
+    public static func parse(yaml: String) throws(ConfigError) -> StandbyConfig {
+        let root = try StrictMapping.parse(yaml: yaml)
+        var c = StandbyConfig()
+        if let p = try root.mapping("proxmox") {
+            if let t = try p.string("transport") {
+                guard let tr = Transport(rawValue: t) else { throw p.error("transport", p.node("transport"), "expected https or pvesh, got '\(t)'") }
+                c.proxmox.transport = tr
+            }
+            c.proxmox.url = try p.string("url") ?? c.proxmox.url
+            c.proxmox.tokenFile = try p.string("token_file")
+            c.proxmox.fingerprint = try p.string("fingerprint")
+            if let fp = c.proxmox.fingerprint, Fingerprint.normalize(fp) == nil {
+                throw p.error("fingerprint", p.node("fingerprint"), "expected a SHA-256 fingerprint: 32 hex pairs joined by ':'")
+            }
+            c.proxmox.caFile = try p.string("ca_file")
+            c.proxmox.node = try p.string("node") ?? c.proxmox.node
+            c.proxmox.timeout = try p.duration("timeout") ?? c.proxmox.timeout
+            c.proxmox.pveshPath = try p.string("pvesh_path") ?? c.proxmox.pveshPath
+            if c.proxmox.transport == .https {
+                guard c.proxmox.url.hasPrefix("https://") || c.proxmox.url.hasPrefix("http://127.") || c.proxmox.url.hasPrefix("http://localhost") else {
+                    throw p.error("url", p.node("url"), "must be an https:// URL")
+                }
+            }
+            try p.finish()
+        }
+        if let s = try root.mapping("state") {
+            c.statePath = try s.string("path") ?? c.statePath
+            try s.finish()
+        }
+        if let r = try root.mapping("restore") {
+            c.restore.workers = try r.int("workers", range: 1...64) ?? c.restore.workers
+            c.restore.pollInterval = try r.duration("poll_interval") ?? c.restore.pollInterval
+            if c.restore.pollInterval < .seconds(1) { throw r.error("poll_interval", r.node("poll_interval"), "must be at least 1s") }
+            c.restore.settle = try r.duration("settle") ?? c.restore.settle
+            c.restore.startAfterRestore = try r.bool("start_after_restore") ?? false
+            c.restore.keepPrevious = try r.bool("keep_previous") ?? false
+            c.restore.previousVmidOffset = try r.int("previous_vmid_offset", range: 1...900_000_000) ?? c.restore.previousVmidOffset
+            c.restore.requireVerified = try r.bool("require_verified") ?? false
+            c.restore.rpoTarget = try r.duration("rpo_target") ?? c.restore.rpoTarget
+            c.restore.taskTimeout = try r.duration("task_timeout") ?? c.restore.taskTimeout
+            c.restore.adopt = try r.bool("adopt") ?? false
+            c.restore.retriesPerBackup = try r.int("retries_per_backup", range: 1...1000) ?? c.restore.retriesPerBackup
+            c.restore.spaceMargin = try r.double("space_margin") ?? c.restore.spaceMargin
+            if let steps = try r.stringList("backoff") {
+                c.restore.backoff = try steps.enumerated().map { (i, t) throws(ConfigError) -> Duration in
+                    guard let d = parseDuration(t) else { throw ConfigError(path: "restore.backoff[\(i)]", line: r.lineOf("backoff"), message: "expected a duration like 5m") }
+                    return d
+                }
+                if c.restore.backoff.isEmpty { throw r.error("backoff", nil, "needs at least one step") }
+            }
+            try r.finish()
+        }
+        guard let sources = try root.sequence("sources"), !sources.isEmpty else {
+            throw ConfigError(path: "sources", line: root.lineOf("sources") ?? root.line, message: "at least one source (a PVE storage of type pbs) is required")
+        }
+        var seen = Set<String>()
+        for (i, node) in sources.enumerated() {
+            let m = try StrictMapping(node: node, path: "sources[\(i)]")
+            guard let storage = try m.string("storage") else { throw ConfigError(path: m.child("storage"), line: m.line, message: "required") }
+            guard seen.insert(storage).inserted else { throw m.error("storage", m.node("storage"), "storage '\(storage)' is listed twice") }
+            var src = Source(storage: storage)
+            src.targetStorage = try m.string("target_storage")
+            if let inc = try m.stringList("include") {
+                src.include = try Selection.parse(inc, path: m.child("include"), line: m.lineOf("include"))
+            }
+            if let exc = try m.stringList("exclude") {
+                src.exclude = try Selection.parse(exc, path: m.child("exclude"), line: m.lineOf("exclude"))
+            }
+            src.vmidOffset = try m.int("vmid_offset", range: 0...900_000_000) ?? 0
+            src.priority = try m.int("priority", range: -1000...1000) ?? 0
+            src.rpoTarget = try m.duration("rpo_target")
+            src.workers = try m.int("workers", range: 1...64)
+            try m.finish()
+            c.sources.append(src)
+        }
+        if let g = try root.mapping("guests") {
+            for key in g.keys {
+                guard let vmid = Int(key), vmid > 0 else { throw g.error(key, nil, "guest keys are backed-up VMIDs (numbers)") }
+                guard let m = try g.mapping(key) else { continue }
+                c.guests[vmid] = GuestOverride(
+                    priority: try m.int("priority", range: -1000...1000), rpoTarget: try m.duration("rpo_target"),
+                    startAfterRestore: try m.bool("start_after_restore"), targetStorage: try m.string("target_storage"))
+                try m.finish()
+            }
+            try g.finish()
+        }
+        if let w = try root.mapping("web") {
+            c.webListenAddress = try w.string("listen_address")
+            c.webConfigFile = try w.string("config_file")
+            try w.finish()
+        }
+        try root.finish()
+        return c
+    }
+
+    /// Effective settings for one backed-up guest of a source.
+    public func effective(source: Source, vmid: Int) -> GuestSettings {
+        let o = guests[vmid]
+        return GuestSettings(
+            targetVmid: vmid + source.vmidOffset,
+            targetStorage: o?.targetStorage ?? source.targetStorage,
+            priority: o?.priority ?? source.priority,
+            rpoTarget: o?.rpoTarget ?? source.rpoTarget ?? restore.rpoTarget,
+            startAfterRestore: o?.startAfterRestore ?? restore.startAfterRestore)
+    }
+}
+
+/// The settings that apply to one guest after source and per-guest overrides.
+public struct GuestSettings: Sendable, Equatable {
+    public var targetVmid: Int
+    public var targetStorage: String?
+    public var priority: Int
+    public var rpoTarget: Duration
+    public var startAfterRestore: Bool
+
+    public init(targetVmid: Int, targetStorage: String?, priority: Int, rpoTarget: Duration, startAfterRestore: Bool) {
+        self.targetVmid = targetVmid
+        self.targetStorage = targetStorage
+        self.priority = priority
+        self.rpoTarget = rpoTarget
+        self.startAfterRestore = startAfterRestore
+    }
+}
+
+/// Which backed-up VMIDs a source covers: ids, ranges (`100-199`) and globs (`4*`, `1?5`).
+public struct Selection: Sendable, Equatable {
+    enum Item: Sendable, Equatable {
+        case id(Int)
+        case range(ClosedRange<Int>)
+        case glob(String)
+    }
+
+    var items: [Item]
+    let everything: Bool
+
+    /// Matches every id.
+    public static let all = Selection(items: [], everything: true)
+    /// Matches nothing.
+    public static let none = Selection(items: [], everything: false)
+
+    /// Parses list items; errors name the item.
+    public static func parse(_ list: [String], path: String, line: Int?) throws(ConfigError) -> Selection {
+        var items: [Item] = []
+        for (i, raw) in list.enumerated() {
+            let t = raw.trimmingCharacters(in: .whitespaces)
+            if let n = Int(t), n > 0 { items.append(.id(n)); continue }
+            let parts = t.split(separator: "-")
+            if parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]) {
+                guard a <= b else { throw ConfigError(path: "\(path)[\(i)]", line: line, message: "range '\(t)' is reversed") }
+                items.append(.range(a...b)); continue
+            }
+            guard !t.isEmpty, t.allSatisfy({ $0.isNumber || $0 == "*" || $0 == "?" }) else {
+                throw ConfigError(path: "\(path)[\(i)]", line: line, message: "'\(t)' is not a VMID, a range like 100-199, or a glob like 4*")
+            }
+            items.append(.glob(t))
+        }
+        return Selection(items: items, everything: false)
+    }
+
+    /// Whether the id is selected.
+    public func contains(_ vmid: Int) -> Bool {
+        if everything { return true }
+        let s = String(vmid)
+        return items.contains { item in
+            switch item {
+            case .id(let n): return n == vmid
+            case .range(let r): return r.contains(vmid)
+            case .glob(let g): return Self.glob(g, matches: s)
+            }
+        }
+    }
+
+    static func glob(_ pattern: String, matches s: String) -> Bool {
+        let p = Array(pattern), t = Array(s)
+        func m(_ i: Int, _ j: Int) -> Bool {
+            if i == p.count { return j == t.count }
+            if p[i] == "*" { return m(i + 1, j) || (j < t.count && m(i, j + 1)) }
+            return j < t.count && (p[i] == "?" || p[i] == t[j]) && m(i + 1, j + 1)
+        }
+        return m(0, 0)
+    }
+}

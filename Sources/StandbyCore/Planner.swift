@@ -1,0 +1,205 @@
+import ProxmoxAPI
+
+/// The state a guest is shown in (metric label `state`, status JSON `state`); exactly one at a time.
+public enum GuestState: String, Sendable, CaseIterable, Codable {
+    case idle, queued, restoring, failing, held
+    case failedOver = "failed_over"
+    case blocked
+}
+
+/// Why a safety rule refuses to touch a guest (metric label `reason`).
+public enum BlockReason: String, Sendable, Codable, CaseIterable {
+    /// The target VMID holds a guest without our marker (`adopt: false`).
+    case notOwned = "not_owned"
+    /// The target guest runs and pbs-standby did not start it.
+    case running
+    /// The target guest's config is locked (backup, migrate, …): retried every pass.
+    case locked
+    /// The target guest has `protection: 1`.
+    case protected
+    /// The target storage lacks the backup's size plus the margin.
+    case insufficientSpace = "insufficient_space"
+}
+
+/// Everything known about one selected guest at one pass: the input of ``plan(_:now:rules:)``.
+public struct GuestInput: Sendable {
+    public var source: String
+    public var vmid: Int
+    public var type: GuestType
+    public var settings: GuestSettings
+    /// The newest eligible (complete, settled, verified if required) backup.
+    public var latest: BackupEntry?
+    /// Backup time of the copy on the standby (from the marker or the state store).
+    public var restoredBackupTime: Int?
+    /// The guest at the target VMID, if any.
+    public var target: GuestResource?
+    /// Whether the target carries our marker tag.
+    public var targetTagged: Bool
+    /// The target's `protection` flag (from its config).
+    public var targetProtected: Bool
+    /// The state store remembers restoring into this VMID (a failed VM restore leaves a guest
+    /// without marker: it is still ours, reference §3.1 step 3).
+    public var storeOwnsTarget: Bool
+    public var held: Bool
+    public var failedOver: Bool
+    public var inFlight: Bool
+    /// After a failure: not before this time.
+    public var nextRetryAt: Double?
+    /// Failed attempts at `latest` (retry limit per backup).
+    public var failedAttemptsOfLatest: Int
+    /// pbs-standby started the running target itself (start_after_restore).
+    public var startedByUs: Bool
+    /// Free bytes on the target storage, when known.
+    public var targetFreeBytes: Int64?
+
+    public init(source: String, vmid: Int, type: GuestType, settings: GuestSettings) {
+        self.source = source
+        self.vmid = vmid
+        self.type = type
+        self.settings = settings
+        targetTagged = false
+        targetProtected = false
+        storeOwnsTarget = false
+        held = false
+        failedOver = false
+        inFlight = false
+        failedAttemptsOfLatest = 0
+        startedByUs = false
+    }
+}
+
+/// Rules that are configuration, not per-guest facts.
+public struct PlanRules: Sendable {
+    public var adopt: Bool
+    public var retriesPerBackup: Int
+    public var spaceMargin: Double
+    public init(adopt: Bool = false, retriesPerBackup: Int = 5, spaceMargin: Double = 0.1) {
+        self.adopt = adopt
+        self.retriesPerBackup = retriesPerBackup
+        self.spaceMargin = spaceMargin
+    }
+}
+
+/// What to do with one guest.
+public enum Decision: Sendable, Equatable {
+    /// Restore `backup` into the target; `stopFirst` when we started the running copy ourselves.
+    case restore(backup: BackupEntry, stopFirst: Bool)
+    /// The standby copy is the newest eligible backup (or there is none yet).
+    case upToDate
+    /// A restore of this guest is running.
+    case restoring
+    /// Failed before: waiting for the backoff, or for a newer backup after too many attempts.
+    case waiting(until: Double?)
+    case held
+    case failedOver
+    /// A safety rule refuses.
+    case blocked(BlockReason)
+
+    /// The state shown for this decision (`queued` for a restore not yet started).
+    public var state: GuestState {
+        switch self {
+        case .restore: .queued
+        case .upToDate: .idle
+        case .restoring: .restoring
+        case .waiting: .failing
+        case .held: .held
+        case .failedOver: .failedOver
+        case .blocked: .blocked
+        }
+    }
+}
+
+/// The safety rules and the restore decision, as a pure function of what is observed.
+///
+/// Never restore: while one runs; over a failed-over or held guest; a backup older than or equal
+/// to the restored one; over a guest that is not ours (no marker, not in our store, no `adopt`);
+/// over a running guest we did not start; a locked or protected guest; without enough space.
+public func plan(_ g: GuestInput, now: Double, rules: PlanRules) -> Decision {
+    if g.inFlight { return .restoring }
+    if g.failedOver { return .failedOver }
+    if g.held { return .held }
+    guard let latest = g.latest else { return .upToDate }
+    if let restored = g.restoredBackupTime, restored >= latest.volid.backupTime { return .upToDate }
+    var stopFirst = false
+    if let target = g.target {
+        let owned = g.targetTagged || g.storeOwnsTarget || rules.adopt
+        if !owned { return .blocked(.notOwned) }
+        if g.targetProtected { return .blocked(.protected) }
+        if target.lock != nil { return .blocked(.locked) }
+        if target.status == "running" {
+            guard g.startedByUs && g.settings.startAfterRestore else { return .blocked(.running) }
+            stopFirst = true
+        }
+    }
+    if g.failedAttemptsOfLatest >= rules.retriesPerBackup { return .waiting(until: nil) }
+    if let retry = g.nextRetryAt, retry > now { return .waiting(until: retry) }
+    if let free = g.targetFreeBytes {
+        let existing = g.target?.maxdisk ?? 0
+        let needed = Int64(Double(latest.size) * (1 + rules.spaceMargin))
+        if free + existing < needed { return .blocked(.insufficientSpace) }
+    }
+    return .restore(backup: latest, stopFirst: stopFirst)
+}
+
+/// The newest eligible backup among a guest's entries: complete (size > 1), older than
+/// `settle`, verified when required; greatest backup time wins.
+public func newestEligible(_ entries: [BackupEntry], now: Double, settle: Double, requireVerified: Bool) -> BackupEntry? {
+    entries.filter { $0.isComplete && Double($0.volid.backupTime) <= now - settle && (!requireVerified || $0.verification == "ok") }
+        .max { $0.volid.backupTime < $1.volid.backupTime }
+}
+
+/// The delay before the next attempt after `failures` consecutive failures (pvesr-like steps).
+public func backoffDelay(failures: Int, steps: [Duration]) -> Double {
+    guard failures > 0, !steps.isEmpty else { return 0 }
+    return steps[min(failures - 1, steps.count - 1)].seconds
+}
+
+/// A restore waiting for a worker, as the scheduling policy sees it.
+public struct RestoreCandidate: Sendable {
+    public var key: GuestKey
+    public var priority: Int
+    public var hasCopy: Bool
+    /// Seconds of freshness the restore gains: newest − restored backup time.
+    public var gainSeconds: Double
+    /// Expected restore time: size ÷ observed throughput.
+    public var expectedSeconds: Double
+    /// Backup time of the backup to restore (older first on ties: no starvation).
+    public var backupTime: Int
+
+    public init(key: GuestKey, priority: Int, hasCopy: Bool, gainSeconds: Double, expectedSeconds: Double, backupTime: Int) {
+        self.key = key
+        self.priority = priority
+        self.hasCopy = hasCopy
+        self.gainSeconds = gainSeconds
+        self.expectedSeconds = expectedSeconds
+        self.backupTime = backupTime
+    }
+}
+
+/// Identifies a backed-up guest: source storage + VMID.
+public struct GuestKey: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
+    public var source: String
+    public var vmid: Int
+    public init(source: String, vmid: Int) {
+        self.source = source
+        self.vmid = vmid
+    }
+    public static func < (a: GuestKey, b: GuestKey) -> Bool { (a.source, a.vmid) < (b.source, b.vmid) }
+    public var description: String { "\(source)/\(vmid)" }
+}
+
+/// Orders restore candidates: configured priority first; within it, guests without any copy;
+/// then the most freshness gained per restore-second. Ranking by lag ÷ RPO instead starves
+/// long-interval guests when capacity is short, so it is not used. Ties: oldest backup first.
+public enum SchedulingPolicy {
+    public static func order(_ candidates: [RestoreCandidate]) -> [RestoreCandidate] {
+        candidates.sorted { a, b in
+            if a.priority != b.priority { return a.priority > b.priority }
+            if a.hasCopy != b.hasCopy { return !a.hasCopy }
+            let ra = a.gainSeconds / max(a.expectedSeconds, 1), rb = b.gainSeconds / max(b.expectedSeconds, 1)
+            if ra != rb { return ra > rb }
+            if a.backupTime != b.backupTime { return a.backupTime < b.backupTime }
+            return a.key < b.key
+        }
+    }
+}

@@ -1,0 +1,316 @@
+import BuildInfo
+import Foundation
+import Logging
+import ProxmoxAPI
+import ServiceLifecycle
+import StandbyCore
+import StandbyStore
+import Synchronization
+
+/// The reconciler: each pass reads the catalogue (one listing per source), the guests on the
+/// standby node and the state store, plans with the pure safety rules, and hands restores to
+/// workers (at most one per guest) that follow the PVE task to its end. Runs as a `Service`.
+public final class Reconciler: Service, Sendable {
+    public let config: StandbyConfig
+    let client: ProxmoxClient
+    let store: StateStore
+    let clock: any EngineClock
+    let logger: Logger
+    let events: (any RestoreEventSink)?
+    private let state: Mutex<EngineState>
+    /// The latest published snapshot.
+    public let published: Mutex<StatusSnapshot>
+
+    struct InFlight: Sendable {
+        var volid: Volid
+        var startedAt: Double
+        var upid: UPID?
+        var progress: Double = 0
+    }
+
+    struct EngineState: Sendable {
+        var inFlight: [GuestKey: InFlight] = [:]
+        var sources: [String: StatusSnapshot.Source] = [:]
+        var queue: [GuestKey] = []
+        var lastViews: [GuestKey: StatusSnapshot.Guest] = [:]
+        /// Bytes per second observed in successful restores (exponentially smoothed).
+        var throughput: Double = 300 * 1_048_576
+        var workerFinished = false
+    }
+
+    /// Creates the reconciler.
+    public init(config: StandbyConfig, client: ProxmoxClient, store: StateStore, clock: any EngineClock,
+                logger: Logger = Logger(label: "pbs-standby.engine"), events: (any RestoreEventSink)? = nil) {
+        self.config = config
+        self.client = client
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.events = events
+        self.state = Mutex(EngineState())
+        self.published = Mutex(.initial(version: pbsStandbyVersion, startedAt: clock.now(), workers: config.restore.workers))
+    }
+
+    /// The latest snapshot.
+    public var snapshot: StatusSnapshot { published.withLock { $0 } }
+
+    /// Keys of restores running now.
+    public var inFlightKeys: Set<GuestKey> { state.withLock { Set($0.inFlight.keys) } }
+
+    // MARK: - Service
+
+    /// Re-attaches to restores recorded as running, then passes every `poll_interval` (sooner
+    /// when a worker finished) until graceful shutdown. PVE tasks keep running on shutdown.
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            await reattach(group: &group)
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                await pass(group: &group)
+                let interval = config.restore.pollInterval.seconds
+                var waited = 0.0
+                let step = min(interval, 1)
+                while waited < interval, !Task.isCancelled, !Task.isShuttingDownGracefully {
+                    do { try await clock.sleep(step) } catch { break }
+                    waited += step
+                    if state.withLock({ s in defer { s.workerFinished = false }; return s.workerFinished }) { break }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// One pass and then waits for every restore it started (the `once` command).
+    /// Returns whether every restore started succeeded.
+    public func runOnce() async -> Bool {
+        let before = Set(((try? store.allHistory()) ?? []).compactMap(\.id))
+        await withTaskGroup(of: Void.self) { group in
+            await reattach(group: &group)
+            await pass(group: &group)
+            await group.waitForAll()
+        }
+        publish()
+        let new = ((try? store.allHistory()) ?? []).filter { !before.contains($0.id ?? -1) }
+        return new.allSatisfy { $0.result == "success" }
+    }
+
+    // MARK: - Pass
+
+    /// Reads, plans, starts restores into `group`, publishes.
+    public func pass(group: inout TaskGroup<Void>) async {
+        let now = clock.now()
+        let node = config.proxmox.node
+        // 1. Catalogue: one listing per source.
+        var catalogue: [String: [Int: [BackupEntry]]] = [:]
+        for source in config.sources {
+            do {
+                let entries = try await client.backups(node: node, storage: source.storage)
+                catalogue[source.storage] = Dictionary(grouping: entries, by: { $0.volid.vmid })
+                state.withLock { $0.sources[source.storage] = .init(storage: source.storage, up: true, lastRefreshAt: now, error: nil,
+                                                                      refreshErrors: $0.sources[source.storage]?.refreshErrors ?? 0) }
+            } catch {
+                logger.warning("backup listing failed", metadata: ["source": "\(source.storage)", "error": "\(error)"])
+                state.withLock { s in
+                    var src = s.sources[source.storage] ?? .init(storage: source.storage, up: false, lastRefreshAt: nil, error: nil, refreshErrors: 0)
+                    src.up = false
+                    src.error = error.description
+                    src.refreshErrors += 1
+                    s.sources[source.storage] = src
+                }
+            }
+        }
+        // 2. Guests on the standby node. Without them no safe decision is possible.
+        let guests: [Int: GuestResource]
+        do {
+            guests = Dictionary((try await client.guests()).filter { $0.node == node }.map { ($0.vmid, $0) }, uniquingKeysWith: { a, _ in a })
+        } catch {
+            logger.warning("guest listing failed; no restore starts this pass", metadata: ["error": "\(error)"])
+            publish(loopAt: now)
+            return
+        }
+        let records = (try? store.guests()) ?? [:]
+        // 3. Free space of target storages (unknown = not checked).
+        var free: [String: Int64] = [:]
+        let targetStorages = Set(config.sources.flatMap { src in [src.targetStorage].compactMap { $0 } } + config.guests.values.compactMap(\.targetStorage))
+        for ts in targetStorages {
+            if let st = try? await client.storageStatus(node: node, storage: ts), let avail = st.avail { free[ts] = avail }
+        }
+        // 4. Plan every selected guest.
+        let rules = PlanRules(adopt: config.restore.adopt, retriesPerBackup: config.restore.retriesPerBackup, spaceMargin: config.restore.spaceMargin)
+        let (inFlight, throughput) = state.withLock { ($0.inFlight, $0.throughput) }
+        var views: [GuestKey: StatusSnapshot.Guest] = [:]
+        var candidates: [RestoreCandidate] = []
+        var restoreOf: [GuestKey: (BackupEntry, Bool, GuestSettings, GuestType)] = [:]
+        for source in config.sources {
+            guard let byVmid = catalogue[source.storage] else {
+                // Source down: keep what we showed before for its guests.
+                for (k, v) in state.withLock({ $0.lastViews }) where k.source == source.storage { views[k] = v }
+                continue
+            }
+            for (vmid, entries) in byVmid where source.include.contains(vmid) && !source.exclude.contains(vmid) {
+                let key = GuestKey(source: source.storage, vmid: vmid)
+                let settings = config.effective(source: source, vmid: vmid)
+                let type = entries.first!.volid.type
+                var input = GuestInput(source: source.storage, vmid: vmid, type: type, settings: settings)
+                input.latest = newestEligible(entries, now: now, settle: config.restore.settle.seconds, requireVerified: config.restore.requireVerified)
+                let record = records[key]
+                let target = guests[settings.targetVmid]
+                input.target = target
+                input.targetTagged = target.map { Marker.isTagged($0.tags) } ?? false
+                input.storeOwnsTarget = record?.ownsTarget == true && record?.targetVmid == settings.targetVmid
+                input.held = record?.held ?? false
+                input.failedOver = record?.failedOver ?? false
+                input.inFlight = inFlight[key] != nil
+                input.nextRetryAt = record?.nextRetryAt
+                input.startedByUs = record?.startedByUs ?? false
+                if let latest = input.latest, record?.failedVolid == latest.volid.description {
+                    input.failedAttemptsOfLatest = record?.failedVolidAttempts ?? 0
+                }
+                if let ts = settings.targetStorage { input.targetFreeBytes = free[ts] }
+                // What is on the standby: our record while the target still carries our tag;
+                // without a record (state file lost), the marker in the guest's description.
+                var restored: StatusSnapshot.Backup?
+                if let target, Marker.isTagged(target.tags), target.type == type {
+                    if let rv = record?.restoredVolid, let rt = record?.restoredBackupTime {
+                        restored = .init(volid: rv, backupTime: rt, size: record?.restoredBytes)
+                    } else if let cfg = try? await client.guestConfig(node: node, type: target.type, vmid: target.vmid),
+                              let v = Marker.volid(inDescription: cfg.description) {
+                        restored = .init(volid: v.description, backupTime: v.backupTime, size: nil)
+                        input.targetProtected = cfg.protection
+                        _ = try? store.update(key, targetVmid: settings.targetVmid) { r in
+                            r.restoredVolid = v.description
+                            r.restoredBackupTime = v.backupTime
+                            r.ownsTarget = true
+                        }
+                    }
+                }
+                input.restoredBackupTime = restored?.backupTime
+                var decision = plan(input, now: now, rules: rules)
+                // Protection is in the config only: check it before acting on an existing guest.
+                if case .restore = decision, let target {
+                    if let cfg = try? await client.guestConfig(node: node, type: target.type, vmid: target.vmid) {
+                        input.targetProtected = cfg.protection
+                        decision = plan(input, now: now, rules: rules)
+                    } else {
+                        decision = .waiting(until: now)  // cannot read the config: do not act blindly
+                    }
+                }
+                if case .restore(let backup, let stopFirst) = decision {
+                    restoreOf[key] = (backup, stopFirst, settings, type)
+                    let gain = Double(backup.volid.backupTime - (restored?.backupTime ?? 0))
+                    candidates.append(RestoreCandidate(key: key, priority: settings.priority, hasCopy: restored != nil,
+                                                       gainSeconds: gain, expectedSeconds: Double(backup.size) / throughput,
+                                                       backupTime: backup.volid.backupTime))
+                }
+                var blocked: BlockReason?
+                if case .blocked(let r) = decision { blocked = r }
+                let newer = entries.filter { $0.isComplete && $0.volid.backupTime > (restored?.backupTime ?? 0) }.count
+                let history = ((try? store.history(key, limit: 10)) ?? []).map {
+                    StatusSnapshot.LastRestore(startedAt: $0.startedAt, finishedAt: $0.finishedAt, duration: $0.duration,
+                                               result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid)
+                }
+                views[key] = StatusSnapshot.Guest(
+                    key: key, type: type, name: Self.name(target: target, record: record, vmid: vmid, entries: entries),
+                    targetVmid: settings.targetVmid, targetNode: node, state: decision.state, blockedReason: blocked,
+                    restored: restored, latest: input.latest.map { .init(volid: $0.volid.description, backupTime: $0.volid.backupTime, size: $0.size) },
+                    pendingBackups: newer, rpoTarget: settings.rpoTarget.seconds, priority: settings.priority,
+                    progress: inFlight[key]?.progress, consecutiveFailures: record?.consecutiveFailures ?? 0,
+                    lastAttemptAt: record?.lastAttemptAt, lastSuccessAt: record?.lastSuccessAt, lastDuration: record?.lastDuration,
+                    nextRetryAt: record?.nextRetryAt, lastError: record?.lastError,
+                    restoresSucceeded: record?.successes ?? 0, restoresFailed: record?.failures ?? 0,
+                    restoredBytesTotal: record?.restoredBytesTotal ?? 0, history: history)
+            }
+        }
+        // 5. Schedule: policy order, global and per-source worker limits.
+        let ordered = SchedulingPolicy.order(candidates)
+        var running = inFlight.count
+        var perSource = Dictionary(grouping: inFlight.keys, by: \.source).mapValues(\.count)
+        var queue: [GuestKey] = []
+        for c in ordered {
+            let source = config.sources.first { $0.storage == c.key.source }!
+            let sourceLimit = source.workers ?? Int.max
+            guard running < config.restore.workers, perSource[c.key.source, default: 0] < sourceLimit else {
+                queue.append(c.key)
+                continue
+            }
+            let (backup, stopFirst, settings, type) = restoreOf[c.key]!
+            running += 1
+            perSource[c.key.source, default: 0] += 1
+            state.withLock { $0.inFlight[c.key] = InFlight(volid: backup.volid, startedAt: now) }
+            views[c.key]?.state = .restoring
+            views[c.key]?.progress = 0
+            let job = RestoreJob(key: c.key, type: type, backup: backup, settings: settings, stopFirst: stopFirst,
+                                 existingTarget: guests[settings.targetVmid])
+            group.addTask { await self.execute(job) }
+        }
+        state.withLock { s in
+            s.queue = queue
+            s.lastViews = views
+        }
+        publish(loopAt: now)
+    }
+
+    private static func name(target: GuestResource?, record: GuestRecord?, vmid: Int, entries: [BackupEntry]) -> String {
+        if let n = target?.name, Marker.isTagged(target?.tags ?? []) { return n }
+        return entries.compactMap(\.notes).last.map { _ in "guest \(vmid)" } ?? "guest \(vmid)"
+    }
+
+    // MARK: - Publishing
+
+    /// Builds and publishes the snapshot from the engine state.
+    func publish(loopAt: Double? = nil) {
+        let s = state.withLock { $0 }
+        var guests = Array(s.lastViews.values)
+        for i in guests.indices {
+            if let f = s.inFlight[guests[i].key] {
+                guests[i].state = .restoring
+                guests[i].progress = f.progress
+            } else if guests[i].state == .restoring {
+                guests[i].progress = nil
+            }
+            if s.queue.contains(guests[i].key) { guests[i].state = .queued }
+        }
+        guests.sort { $0.key < $1.key }
+        published.withLock { p in
+            p.service.queueLength = s.queue.count
+            p.service.restoresInProgress = s.inFlight.count
+            if let loopAt { p.service.lastLoopAt = loopAt }
+            p.sources = config.sources.map { s.sources[$0.storage] ?? .init(storage: $0.storage, up: false, lastRefreshAt: nil, error: "not refreshed yet", refreshErrors: 0) }
+            p.guests = guests
+        }
+    }
+
+    /// Applies a finished restore to the in-memory view so status shows it before the next pass.
+    func updateView(_ key: GuestKey, _ change: (inout StatusSnapshot.Guest) -> Void) {
+        state.withLock { s in if var v = s.lastViews[key] { change(&v); s.lastViews[key] = v } }
+    }
+
+    func setProgress(_ key: GuestKey, _ ratio: Double) {
+        state.withLock { $0.inFlight[key]?.progress = ratio }
+        publish()
+    }
+
+    func setUPID(_ key: GuestKey, _ upid: UPID) { state.withLock { $0.inFlight[key]?.upid = upid } }
+
+    func finishInFlight(_ key: GuestKey, observedBytesPerSecond: Double?) {
+        state.withLock { s in
+            s.inFlight[key] = nil
+            s.workerFinished = true
+            if let bps = observedBytesPerSecond, bps.isFinite, bps > 0 { s.throughput = 0.7 * s.throughput + 0.3 * bps }
+        }
+        publish()
+    }
+
+    func markInFlight(_ key: GuestKey, volid: Volid, startedAt: Double, upid: UPID?) {
+        state.withLock { $0.inFlight[key] = InFlight(volid: volid, startedAt: startedAt, upid: upid) }
+    }
+
+    /// Sources that refreshed at least once (readiness).
+    public var anySourceRefreshed: Bool { state.withLock { $0.sources.values.contains { $0.lastRefreshAt != nil } } }
+}
+
+/// Receives restore outcomes (the metric catalogue counts them).
+public protocol RestoreEventSink: Sendable {
+    func restoreSucceeded(source: String, type: GuestType, duration: Double, bytes: Int64)
+    func restoreFailed(source: String, reason: String)
+    func sourceRefreshFailed(source: String)
+}

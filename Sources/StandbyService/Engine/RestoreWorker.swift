@@ -1,0 +1,277 @@
+import Foundation
+import Logging
+import ProxmoxAPI
+import StandbyCore
+import StandbyStore
+
+/// One restore to carry out.
+struct RestoreJob: Sendable {
+    var key: GuestKey
+    var type: GuestType
+    var backup: BackupEntry
+    var settings: GuestSettings
+    var stopFirst: Bool
+    var existingTarget: GuestResource?
+}
+
+/// How a restore ended, with a bounded reason for metrics.
+enum RestoreOutcome: Sendable {
+    case success
+    case failure(reason: String, message: String)
+    /// The service stopped while following a PVE task: the task runs on; re-attach at start.
+    case detached
+    /// The restore could not be followed to an end (pvesh child stopped): retry without backoff.
+    case interrupted(String)
+}
+
+extension Reconciler {
+    /// Runs one restore: state written first, then the POST, then the task followed to its end,
+    /// then the marker verified. The restore executor is PVE's own restore task.
+    func execute(_ job: RestoreJob) async {
+        let node = config.proxmox.node
+        let started = clock.now()
+        var meta: Logger.Metadata = ["vmid": "\(job.key.vmid)", "source": "\(job.key.source)", "volid": "\(job.backup.volid)",
+                                     "target_vmid": "\(job.settings.targetVmid)"]
+        let historyID: Int64
+        do {
+            historyID = try store.beginRestore(job.key, targetVmid: job.settings.targetVmid, volid: job.backup.volid.description,
+                                               bytes: job.backup.size, at: started)
+        } catch {
+            logger.error("cannot record the restore in the state file; not starting it", metadata: meta.merging(["error": "\(error)"]) { $1 })
+            finishInFlight(job.key, observedBytesPerSecond: nil)
+            return
+        }
+        logger.info("restore starting", metadata: meta)
+        let outcome: RestoreOutcome
+        do {
+            if job.stopFirst, let t = job.existingTarget {
+                let stop = try await client.stop(node: node, type: t.type, vmid: t.vmid)
+                _ = try await follow(stop, key: nil, diskSizes: [])
+            }
+            var request = ProxmoxClient.RestoreRequest(node: node, vmid: job.settings.targetVmid, archive: job.backup.volid,
+                                                       storage: job.settings.targetStorage)
+            request.tags = [Marker.tag]
+            request.description = Marker.description(volid: job.backup.volid, restoredAt: started)
+            request.start = job.settings.startAfterRestore
+            var tracker = RestoreProgress(diskSizes: [])
+            let progressBox = ProgressBox()
+            let key = job.key
+            let upid = try await client.restore(request, onOutput: { [weak self] line in
+                let ratio = progressBox.consume(line)
+                self?.setProgress(key, ratio)
+            })
+            meta["upid"] = "\(upid)"
+            try? store.setUPID(historyID, upid.description)
+            setUPID(job.key, upid)
+            tracker = progressBox.tracker
+            outcome = try await follow(upid, key: job.key, diskSizes: tracker.diskSizes, job: job)
+        } catch is CancellationError {
+            outcome = client.transport.runsTasksSynchronously ? .interrupted("service stopped during a pvesh restore") : .detached
+        } catch let error as ProxmoxError {
+            outcome = .failure(reason: Self.reason(of: error), message: error.description)
+        } catch {
+            outcome = .failure(reason: "api_error", message: "\(error)")
+        }
+        await record(outcome, job: job, historyID: historyID, started: started, meta: meta)
+    }
+
+    /// Follows a task to its end: status and the log from the last line seen, progress from it.
+    func follow(_ upid: UPID, key: GuestKey?, diskSizes: [Int64], job: RestoreJob? = nil) async throws -> RestoreOutcome {
+        var tracker = RestoreProgress(diskSizes: diskSizes)
+        var seen = 0
+        let deadline = clock.now() + config.restore.taskTimeout.seconds
+        let interval = max(1, min(5, config.restore.pollInterval.seconds / 6))
+        var transientErrors = 0
+        while true {
+            try Task.checkCancellation()
+            do throws(ProxmoxError) {
+                let status = try await client.taskStatus(upid)
+                if let key {
+                    let lines = try await client.taskLog(upid, start: seen, limit: 0)
+                    for l in lines where l.n > seen && l.t != "no content" {
+                        tracker.consume(l.t)
+                        seen = l.n
+                    }
+                    setProgress(key, status.running ? min(tracker.ratio, 0.999) : tracker.ratio)
+                }
+                transientErrors = 0
+                if !status.running {
+                    guard status.succeeded else {
+                        let text = status.exitStatus ?? "unknown"
+                        return .failure(reason: Self.taskReason(text), message: "task \(upid.type) failed: \(text)")
+                    }
+                    return .success
+                }
+            } catch {
+                guard error.isTransient else { throw error }
+                transientErrors += 1  // PVE busy or briefly unreachable: keep following
+                logger.debug("task status not available", metadata: ["upid": "\(upid)", "error": "\(error)"])
+            }
+            if clock.now() > deadline {
+                return .failure(reason: "timeout", message: "task \(upid) still running after restore.task_timeout (\(formatDurationSeconds(config.restore.taskTimeout.seconds))); left running in PVE")
+            }
+            try await clock.sleep(interval)
+        }
+    }
+
+    /// Writes the outcome to the store and the metrics, then frees the worker.
+    func record(_ outcome: RestoreOutcome, job: RestoreJob, historyID: Int64, started: Double, meta: Logger.Metadata) async {
+        var outcome = outcome
+        let node = config.proxmox.node
+        // A restore is only good when the guest carries our marker naming this backup.
+        if case .success = outcome {
+            if let cfg = try? await client.guestConfig(node: node, type: job.type, vmid: job.settings.targetVmid),
+               Marker.volid(inDescription: cfg.description) == job.backup.volid {
+            } else {
+                outcome = .failure(reason: "marker_missing", message: "restore finished but the guest does not carry the pbs-standby marker for \(job.backup.volid)")
+            }
+        }
+        let now = clock.now()
+        let duration = now - started
+        switch outcome {
+        case .success:
+            try? store.finishRestore(historyID, result: "success", error: nil, at: now)
+            _ = try? store.update(job.key, targetVmid: job.settings.targetVmid) { r in
+                r.restoredVolid = job.backup.volid.description
+                r.restoredBackupTime = job.backup.volid.backupTime
+                r.restoredBytes = job.backup.size
+                r.lastSuccessAt = now
+                r.lastDuration = duration
+                r.consecutiveFailures = 0
+                r.nextRetryAt = nil
+                r.lastError = nil
+                r.failedVolid = nil
+                r.failedVolidAttempts = 0
+                r.startedByUs = job.settings.startAfterRestore
+                r.restoredBytesTotal += job.backup.size
+                r.successes += 1
+            }
+            events?.restoreSucceeded(source: job.key.source, type: job.type, duration: duration, bytes: job.backup.size)
+            logger.info("restore succeeded", metadata: meta.merging(["duration_seconds": "\(Int(duration))"]) { $1 })
+            updateView(job.key) { v in
+                v.restored = .init(volid: job.backup.volid.description, backupTime: job.backup.volid.backupTime, size: job.backup.size)
+                v.state = .idle
+                v.lastSuccessAt = now
+                v.lastDuration = duration
+                v.consecutiveFailures = 0
+                v.lastError = nil
+                v.restoresSucceeded += 1
+                v.restoredBytesTotal += job.backup.size
+                v.pendingBackups = 0
+            }
+            finishInFlight(job.key, observedBytesPerSecond: duration > 0 ? Double(job.backup.size) / duration : nil)
+        case .failure(let reason, let message):
+            try? store.finishRestore(historyID, result: "failure", error: message, at: now)
+            let r = try? store.update(job.key, targetVmid: job.settings.targetVmid) { r in
+                r.consecutiveFailures += 1
+                r.failures += 1
+                r.lastError = message
+                r.lastDuration = duration
+                r.nextRetryAt = now + backoffDelay(failures: r.consecutiveFailures, steps: config.restore.backoff)
+                if r.failedVolid == job.backup.volid.description { r.failedVolidAttempts += 1 } else {
+                    r.failedVolid = job.backup.volid.description
+                    r.failedVolidAttempts = 1
+                }
+            }
+            events?.restoreFailed(source: job.key.source, reason: reason)
+            logger.warning("restore failed", metadata: meta.merging(["reason": "\(reason)", "error": "\(message)",
+                                                                     "attempt": "\(r?.failedVolidAttempts ?? 0)"]) { $1 })
+            updateView(job.key) { v in
+                v.state = .failing
+                v.lastError = message
+                v.consecutiveFailures = r?.consecutiveFailures ?? v.consecutiveFailures + 1
+                v.nextRetryAt = r?.nextRetryAt
+                v.restoresFailed += 1
+            }
+            finishInFlight(job.key, observedBytesPerSecond: nil)
+        case .interrupted(let message):
+            try? store.finishRestore(historyID, result: "interrupted", error: message, at: now)
+            events?.restoreFailed(source: job.key.source, reason: "interrupted")
+            logger.warning("restore interrupted", metadata: meta)
+            finishInFlight(job.key, observedBytesPerSecond: nil)
+        case .detached:
+            // Leave the history row `running`: the next start re-attaches to the PVE task.
+            logger.info("service stopping; the PVE task keeps running and is followed again at the next start", metadata: meta)
+            finishInFlight(job.key, observedBytesPerSecond: nil)
+        }
+    }
+
+    /// At start: restores recorded as running are followed to their real end, never restarted.
+    func reattach(group: inout TaskGroup<Void>) async {
+        guard let running = try? store.runningRestores(), !running.isEmpty else { return }
+        let node = config.proxmox.node
+        for h in running {
+            let key = GuestKey(source: h.source, vmid: h.vmid)
+            guard let volid = Volid(parsing: h.volid) else { continue }
+            var upid = h.upid.flatMap(UPID.init(parsing:))
+            if upid == nil {
+                // Crashed between the POST and storing the UPID: look for the task in the node's list.
+                let type = volid.type == .vm ? "qmrestore" : "vzrestore"
+                let tasks = (try? await client.tasks(node: node, typeFilter: type, vmid: h.targetVmid)) ?? []
+                upid = tasks.map(\.upid).filter { Double($0.startTime) >= h.startedAt - 5 }.min { $0.startTime < $1.startTime }
+                if let upid { try? store.setUPID(h.id!, upid.description) }
+            }
+            guard let upid else {
+                try? store.finishRestore(h.id!, result: "interrupted", error: "no PVE task found after a restart", at: clock.now())
+                continue
+            }
+            let source = config.sources.first { $0.storage == h.source }
+            let settings = source.map { config.effective(source: $0, vmid: h.vmid) }
+                ?? GuestSettings(targetVmid: h.targetVmid, targetStorage: nil, priority: 0, rpoTarget: config.restore.rpoTarget, startAfterRestore: false)
+            let job = RestoreJob(key: key, type: volid.type,
+                                 backup: BackupEntry(volid: volid, ctime: volid.backupTime, size: h.bytes),
+                                 settings: settings, stopFirst: false, existingTarget: nil)
+            markInFlight(key, volid: volid, startedAt: h.startedAt, upid: upid)
+            logger.info("re-attaching to a restore task started before the restart",
+                        metadata: ["vmid": "\(h.vmid)", "upid": "\(upid)", "volid": "\(volid)"])
+            group.addTask {
+                let outcome: RestoreOutcome
+                do { outcome = try await self.follow(upid, key: key, diskSizes: [], job: job) } catch { outcome = .detached }
+                await self.record(outcome, job: job, historyID: h.id!, started: h.startedAt,
+                                  meta: ["vmid": "\(h.vmid)", "upid": "\(upid)", "volid": "\(volid)"])
+            }
+        }
+    }
+
+    /// A bounded failure reason from a PVE error.
+    static func reason(of error: ProxmoxError) -> String {
+        switch error {
+        case .refused(_, let r, _):
+            switch r {
+            case .locked: return "refused_locked"
+            case .running: return "refused_running"
+            case .exists: return "refused_not_owned"
+            case .protected: return "refused_protected"
+            }
+        case .transient, .server, .badRequest, .decoding: return "api_error"
+        case .auth: return "auth_error"
+        case .configuration: return "config_error"
+        }
+    }
+
+    /// A bounded failure reason from a task's exit status.
+    static func taskReason(_ exit: String) -> String {
+        let t = exit.lowercased()
+        if t.contains("free space") || t.contains("no space") { return "insufficient_space" }
+        if t.contains("vm is running") || t.contains("is running") { return "refused_running" }
+        if t.contains("is locked") { return "refused_locked" }
+        if t.contains("protection mode") { return "refused_protected" }
+        return "task_error"
+    }
+}
+
+/// Collects pvesh's streamed log lines into a progress ratio (written from the reader thread).
+final class ProgressBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _tracker = RestoreProgress(diskSizes: [])
+    func consume(_ line: String) -> Double {
+        lock.lock(); defer { lock.unlock() }
+        _tracker.consume(line)
+        return _tracker.ratio
+    }
+    var tracker: RestoreProgress { lock.lock(); defer { lock.unlock() }; return _tracker }
+}
+
+func formatDurationSeconds(_ s: Double) -> String {
+    s >= 3600 ? "\(Int(s / 3600))h" : s >= 60 ? "\(Int(s / 60))m" : "\(Int(s))s"
+}

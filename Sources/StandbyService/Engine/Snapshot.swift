@@ -1,0 +1,78 @@
+import Foundation
+import ProxmoxAPI
+import StandbyCore
+
+/// Everything the service knows, published after each change; `/metrics`, `/api/v1/status` and
+/// the HTML page render it without waiting for the loop.
+public struct StatusSnapshot: Sendable {
+    public struct Service: Sendable {
+        public var version: String
+        public var startedAt: Double
+        public var workers: Int
+        public var queueLength: Int
+        public var restoresInProgress: Int
+        public var lastLoopAt: Double?
+        public var stateStoreOpen: Bool
+    }
+
+    public struct Source: Sendable {
+        public var storage: String
+        public var up: Bool
+        public var lastRefreshAt: Double?
+        public var error: String?
+        public var refreshErrors: Int
+    }
+
+    public struct Backup: Sendable, Equatable {
+        public var volid: String
+        public var backupTime: Int
+        public var size: Int64?
+    }
+
+    public struct LastRestore: Sendable {
+        public var startedAt: Double
+        public var finishedAt: Double?
+        public var duration: Double?
+        public var result: String
+        public var error: String?
+        public var upid: String?
+        public var volid: String
+    }
+
+    public struct Guest: Sendable {
+        public var key: GuestKey
+        public var type: GuestType
+        public var name: String
+        public var targetVmid: Int
+        public var targetNode: String
+        public var state: GuestState
+        public var blockedReason: BlockReason?
+        public var restored: Backup?
+        public var latest: Backup?
+        public var pendingBackups: Int
+        public var rpoTarget: Double
+        public var priority: Int
+        public var progress: Double?
+        public var consecutiveFailures: Int
+        public var lastAttemptAt: Double?
+        public var lastSuccessAt: Double?
+        public var lastDuration: Double?
+        public var nextRetryAt: Double?
+        public var lastError: String?
+        public var restoresSucceeded: Int
+        public var restoresFailed: Int
+        public var restoredBytesTotal: Int64
+        public var history: [LastRestore]
+    }
+
+    public var service: Service
+    public var sources: [Source]
+    public var guests: [Guest]
+
+    /// An empty snapshot at start.
+    public static func initial(version: String, startedAt: Double, workers: Int) -> StatusSnapshot {
+        StatusSnapshot(service: .init(version: version, startedAt: startedAt, workers: workers, queueLength: 0,
+                                      restoresInProgress: 0, lastLoopAt: nil, stateStoreOpen: true),
+                       sources: [], guests: [])
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import MicroHTTP
+import Prometheus
+import ProxmoxAPI
+import ProxmoxSimulator
+import StandbyCore
+import StandbyStore
+
+/// Wires the service together: client, state store, reconciler, metrics, web endpoint.
+/// `run`, `once` and `demo` use the same wiring; only the transport and the clock differ.
+public struct StandbyRuntime: Sendable {
+    public let reconciler: Reconciler
+    public let metrics: MetricsEndpoint
+    public let catalogue: MetricCatalogue
+    public let store: StateStore
+    public let client: ProxmoxClient
+
+    /// Builds the runtime.
+    public init(config: StandbyConfig, transport: any ProxmoxTransport, store: StateStore, clock: any EngineClock,
+                logger: Logger = Logger(label: "pbs-standby.engine")) {
+        let registry = PrometheusCollectorRegistry()
+        let catalogue = MetricCatalogue(registry: registry)
+        let client = ProxmoxClient(transport: transport)
+        let reconciler = Reconciler(config: config, client: client, store: store, clock: clock, logger: logger, events: catalogue)
+        self.metrics = MetricsEndpoint(registry: registry, beforeRender: { [reconciler] in
+            catalogue.update(from: reconciler.snapshot, now: clock.now())
+        })
+        self.catalogue = catalogue
+        self.reconciler = reconciler
+        self.store = store
+        self.client = client
+    }
+
+    /// The routes: metrics, status JSON, HTML page, health and readiness.
+    public func webApp(clock: any EngineClock) -> WebApp {
+        let reconciler = self.reconciler
+        var app = WebApp(metrics: metrics, isReady: {
+            reconciler.anySourceRefreshed ? (true, "") : (false, "no source refreshed yet")
+        })
+        app.status = { reconciler.snapshot }
+        app.now = { clock.now() }
+        return app
+    }
+
+    /// The transport described by the config (token from file/env, never argv).
+    public static func transport(for config: StandbyConfig) throws(ProxmoxError) -> any ProxmoxTransport {
+        switch config.proxmox.transport {
+        case .pvesh:
+            return try PveshTransport(executable: config.proxmox.pveshPath)
+        case .https:
+            let token = try APIToken.load(file: config.proxmox.tokenFile)
+            let verification: HTTPSTransport.Verification
+            if let fp = config.proxmox.fingerprint { verification = .fingerprint(fp) }
+            else if let ca = config.proxmox.caFile { verification = .caFile(ca) }
+            else { verification = .system }
+            return try HTTPSTransport(url: config.proxmox.url, token: token, verification: verification, timeout: config.proxmox.timeout)
+        }
+    }
+
+    /// The demo's configuration against the built-in scenario: one PBS source, two workers,
+    /// short backoff so a failing guest is retried visibly.
+    public static func demoConfig(scenario: Scenario, statePath: String) -> StandbyConfig {
+        var c = StandbyConfig()
+        c.proxmox.node = scenario.node
+        c.proxmox.transport = .https
+        c.statePath = statePath
+        c.restore.workers = 2
+        c.restore.pollInterval = .seconds(60)
+        c.restore.rpoTarget = .seconds(2 * 3600)
+        c.restore.backoff = [.seconds(300), .seconds(600), .seconds(900), .seconds(1800)]
+        c.restore.retriesPerBackup = 3
+        c.sources = scenario.pbsStorages.map { p in
+            var s = StandbyConfig.Source(storage: p.id)
+            s.targetStorage = scenario.targetStorages.first?.id
+            return s
+        }
+        c.guests[101] = .init(priority: 10, rpoTarget: .seconds(1800), startAfterRestore: nil, targetStorage: nil)
+        return c
+    }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import GRDB
+import StandbyCore
+
+/// What the store remembers about one backed-up guest.
+public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "guest"
+    public var source: String
+    public var vmid: Int
+    public var targetVmid: Int
+    public var restoredVolid: String?
+    public var restoredBackupTime: Int?
+    public var restoredBytes: Int64?
+    public var lastAttemptAt: Double?
+    public var lastSuccessAt: Double?
+    public var lastDuration: Double?
+    public var consecutiveFailures: Int
+    public var nextRetryAt: Double?
+    public var lastError: String?
+    public var failedVolid: String?
+    public var failedVolidAttempts: Int
+    public var held: Bool
+    public var failedOver: Bool
+    /// We started a restore into the target VMID (it is ours even without a marker).
+    public var ownsTarget: Bool
+    /// We started the target guest (start_after_restore).
+    public var startedByUs: Bool
+    public var restoredBytesTotal: Int64
+    public var successes: Int
+    public var failures: Int
+
+    public init(source: String, vmid: Int, targetVmid: Int) {
+        self.source = source
+        self.vmid = vmid
+        self.targetVmid = targetVmid
+        consecutiveFailures = 0
+        failedVolidAttempts = 0
+        held = false
+        failedOver = false
+        ownsTarget = false
+        startedByUs = false
+        restoredBytesTotal = 0
+        successes = 0
+        failures = 0
+    }
+
+    public var key: GuestKey { GuestKey(source: source, vmid: vmid) }
+}
+
+/// One restore attempt (`result`: running, success, failure, interrupted).
+public struct HistoryRecord: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "history"
+    public var id: Int64?
+    public var source: String
+    public var vmid: Int
+    public var targetVmid: Int
+    public var volid: String
+    public var upid: String?
+    public var startedAt: Double
+    public var finishedAt: Double?
+    public var duration: Double?
+    public var bytes: Int64
+    public var result: String
+    public var error: String?
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// Errors of the state store, naming the file.
+public struct StoreError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// The SQLite state (GRDB, numbered migrations): guest state, restore history (the in-flight
+/// restores are its rows with `result = running`), holds and failover flags. Written before
+/// acting: a restore's row exists before the restore POST is sent.
+public final class StateStore: Sendable {
+    let db: DatabaseQueue
+    /// The file path, or ":memory:".
+    public let path: String
+    private let lockFD: Int32
+
+    /// Opens (creating with mode 0600) the state file; with `exclusive` it takes the
+    /// single-instance lock (one service per state file), without it (CLI changes such as
+    /// `hold`) it relies on SQLite's own locking.
+    public init(path: String, exclusive: Bool = true) throws {
+        self.path = path
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        let existed = FileManager.default.fileExists(atPath: path)
+        if !existed {
+            let fd = open(path, O_CREAT | O_WRONLY, 0o600)
+            guard fd >= 0 else { throw StoreError(description: "cannot create the state file '\(path)': \(String(cString: strerror(errno)))") }
+            close(fd)
+        }
+        let fd = exclusive ? open(path + ".lock", O_CREAT | O_RDWR, 0o600) : -1
+        guard !exclusive || fd >= 0 else { throw StoreError(description: "cannot open the lock file '\(path).lock': \(String(cString: strerror(errno)))") }
+        guard !exclusive || flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw StoreError(description: "another pbs-standby uses the state file '\(path)' (lock '\(path).lock' is held)")
+        }
+        lockFD = fd
+        do {
+            db = try DatabaseQueue(path: path)
+            try Self.migrator.migrate(db)
+        } catch {
+            if fd >= 0 { close(fd) }
+            throw StoreError(description: "the state file '\(path)' cannot be used: \(error). Move it aside to rebuild the state from the markers on the guests.")
+        }
+    }
+
+    /// An in-memory store (tests).
+    public init() throws {
+        path = ":memory:"
+        lockFD = -1
+        db = try DatabaseQueue()
+        try Self.migrator.migrate(db)
+    }
+
+    deinit { if lockFD >= 0 { close(lockFD) } }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("1-guest-and-history") { db in
+            try db.create(table: "guest") { t in
+                t.column("source", .text).notNull()
+                t.column("vmid", .integer).notNull()
+                t.column("targetVmid", .integer).notNull()
+                t.column("restoredVolid", .text)
+                t.column("restoredBackupTime", .integer)
+                t.column("restoredBytes", .integer)
+                t.column("lastAttemptAt", .double)
+                t.column("lastSuccessAt", .double)
+                t.column("lastDuration", .double)
+                t.column("consecutiveFailures", .integer).notNull().defaults(to: 0)
+                t.column("nextRetryAt", .double)
+                t.column("lastError", .text)
+                t.column("failedVolid", .text)
+                t.column("failedVolidAttempts", .integer).notNull().defaults(to: 0)
+                t.column("held", .boolean).notNull().defaults(to: false)
+                t.column("failedOver", .boolean).notNull().defaults(to: false)
+                t.column("ownsTarget", .boolean).notNull().defaults(to: false)
+                t.column("startedByUs", .boolean).notNull().defaults(to: false)
+                t.column("restoredBytesTotal", .integer).notNull().defaults(to: 0)
+                t.column("successes", .integer).notNull().defaults(to: 0)
+                t.column("failures", .integer).notNull().defaults(to: 0)
+                t.primaryKey(["source", "vmid"])
+            }
+            try db.create(table: "history") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("source", .text).notNull()
+                t.column("vmid", .integer).notNull()
+                t.column("targetVmid", .integer).notNull()
+                t.column("volid", .text).notNull()
+                t.column("upid", .text)
+                t.column("startedAt", .double).notNull()
+                t.column("finishedAt", .double)
+                t.column("duration", .double)
+                t.column("bytes", .integer).notNull().defaults(to: 0)
+                t.column("result", .text).notNull()
+                t.column("error", .text)
+            }
+            try db.create(index: "history_by_guest", on: "history", columns: ["source", "vmid", "id"])
+        }
+        return m
+    }
+
+    /// Every guest record.
+    public func guests() throws -> [GuestKey: GuestRecord] {
+        try db.read { db in
+            Dictionary(uniqueKeysWithValues: try GuestRecord.fetchAll(db).map { ($0.key, $0) })
+        }
+    }
+
+    /// One guest record.
+    public func guest(_ key: GuestKey) throws -> GuestRecord? {
+        try db.read { db in try GuestRecord.filter(Column("source") == key.source && Column("vmid") == key.vmid).fetchOne(db) }
+    }
+
+    /// Inserts or replaces a guest record.
+    public func save(_ record: GuestRecord) throws {
+        try db.write { db in try record.save(db) }
+    }
+
+    /// Reads, changes and writes one guest record in one transaction.
+    @discardableResult
+    public func update(_ key: GuestKey, targetVmid: Int, _ change: (inout GuestRecord) -> Void) throws -> GuestRecord {
+        try db.write { db in
+            var r = try GuestRecord.filter(Column("source") == key.source && Column("vmid") == key.vmid).fetchOne(db)
+                ?? GuestRecord(source: key.source, vmid: key.vmid, targetVmid: targetVmid)
+            change(&r)
+            try r.save(db)
+            return r
+        }
+    }
+
+    /// Records a restore about to start (before the POST), marking the target as ours.
+    public func beginRestore(_ key: GuestKey, targetVmid: Int, volid: String, bytes: Int64, at: Double) throws -> Int64 {
+        try db.write { db in
+            var h = HistoryRecord(id: nil, source: key.source, vmid: key.vmid, targetVmid: targetVmid, volid: volid, upid: nil,
+                                  startedAt: at, finishedAt: nil, duration: nil, bytes: bytes, result: "running", error: nil)
+            try h.insert(db)
+            var g = try GuestRecord.filter(Column("source") == key.source && Column("vmid") == key.vmid).fetchOne(db)
+                ?? GuestRecord(source: key.source, vmid: key.vmid, targetVmid: targetVmid)
+            g.targetVmid = targetVmid
+            g.ownsTarget = true
+            g.lastAttemptAt = at
+            try g.save(db)
+            return h.id!
+        }
+    }
+
+    /// Stores the UPID PVE returned for a started restore.
+    public func setUPID(_ id: Int64, _ upid: String) throws {
+        try db.write { db in try db.execute(sql: "UPDATE history SET upid = ? WHERE id = ?", arguments: [upid, id]) }
+    }
+
+    /// Ends a restore row.
+    public func finishRestore(_ id: Int64, result: String, error: String?, at: Double) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE history SET result = ?, error = ?, finishedAt = ?, duration = ? - startedAt WHERE id = ?",
+                           arguments: [result, error, at, at, id])
+        }
+    }
+
+    /// Restores recorded as running (to re-attach after a restart).
+    public func runningRestores() throws -> [HistoryRecord] {
+        try db.read { db in try HistoryRecord.filter(Column("result") == "running").order(Column("id")).fetchAll(db) }
+    }
+
+    /// The last `limit` attempts of a guest, newest first.
+    public func history(_ key: GuestKey, limit: Int = 10) throws -> [HistoryRecord] {
+        try db.read { db in
+            try HistoryRecord.filter(Column("source") == key.source && Column("vmid") == key.vmid)
+                .order(Column("id").desc).limit(limit).fetchAll(db)
+        }
+    }
+
+    /// Every history row (tests, audits).
+    public func allHistory() throws -> [HistoryRecord] {
+        try db.read { db in try HistoryRecord.order(Column("id")).fetchAll(db) }
+    }
+}

@@ -1,0 +1,244 @@
+import ArgumentParser
+import ConfigSupport
+import Foundation
+import Logging
+import MicroHTTP
+import ProxmoxAPI
+import ServiceLifecycle
+import StandbyCore
+import StandbyService
+import StandbyStore
+
+/// Loads and validates the config; errors name the key and line (exit 2).
+func loadConfig(_ global: GlobalOptions) throws -> StandbyConfig {
+    var config: StandbyConfig
+    do { config = try StandbyConfig.load(path: global.configFile) } catch {
+        throw UsageError(message: "\(global.configFile): \(error)")
+    }
+    if let p = global.statePath { config.statePath = p }
+    return config
+}
+
+func openStore(_ config: StandbyConfig) throws -> StateStore {
+    do { return try StateStore(path: config.statePath) } catch { throw UsageError(message: "\(error)") }
+}
+
+func makeTransport(_ config: StandbyConfig) throws -> any ProxmoxTransport {
+    do { return try StandbyRuntime.transport(for: config) } catch { throw UsageError(message: "\(error)") }
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the service: keep the standby restored, serve metrics and status.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await exitOnError {
+            let config = try loadConfig(global)
+            let address = try global.listenAddress(configured: config.webListenAddress)
+            let web = try global.webConfig(configured: config.webConfigFile)
+            let transport = try makeTransport(config)
+            let store = try openStore(config)
+            let clock = WallClock()
+            let runtime = StandbyRuntime(config: config, transport: transport, store: store, clock: clock)
+            let server = HTTPServer(configuration: .init(address: address, web: web), router: runtime.webApp(clock: clock).router(),
+                                    logger: Logger(label: "pbs-standby.http"))
+            do { try server.start() } catch { throw UsageError(message: "\(error)") }
+            Logger(label: "pbs-standby").info("pbs-standby started", metadata: [
+                "endpoint": "\(transport.endpointDescription)", "node": "\(config.proxmox.node)", "state": "\(config.statePath)"])
+            let group = ServiceGroup(configuration: .init(
+                services: [.init(service: server), .init(service: runtime.reconciler)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "pbs-standby")))
+            try await group.run()
+        }
+    }
+}
+
+struct OnceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "once", abstract: "One pass: plan, restore, wait; exit 0 when every restore succeeded (for cron).")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await exitOnError {
+            let config = try loadConfig(global)
+            let runtime = StandbyRuntime(config: config, transport: try makeTransport(config), store: try openStore(config), clock: WallClock())
+            let ok = await runtime.reconciler.runOnce()
+            for g in runtime.reconciler.snapshot.guests {
+                print("\(g.key.source)/\(g.key.vmid)\t\(g.state.rawValue)\(g.blockedReason.map { "(\($0.rawValue))" } ?? "")\t\(g.restored?.volid ?? "-")")
+            }
+            if !ok { throw ExitCode(1) }
+        }
+    }
+}
+
+struct CheckConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check-config", abstract: "Validate the configuration and print the effective selection.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Also ask PVE which backups would be restored.") var probe = false
+
+    func run() async throws {
+        try await exitOnError {
+            let config = try loadConfig(global)
+            print("config \(global.configFile) is valid")
+            print("transport \(config.proxmox.transport.rawValue) node \(config.proxmox.node) state \(config.statePath)")
+            print("workers \(config.restore.workers) poll \(formatDuration(config.restore.pollInterval)) rpo_target \(formatDuration(config.restore.rpoTarget))")
+            for src in config.sources {
+                print("source \(src.storage) -> target storage \(src.targetStorage ?? "(from backup)") vmid_offset \(src.vmidOffset) priority \(src.priority) rpo_target \(formatDuration(src.rpoTarget ?? config.restore.rpoTarget))")
+            }
+            for (vmid, o) in config.guests.sorted(by: { $0.key < $1.key }) {
+                print("guest \(vmid): priority \(o.priority.map(String.init) ?? "-") rpo_target \(o.rpoTarget.map(formatDuration) ?? "-") start_after_restore \(o.startAfterRestore.map { "\($0)" } ?? "-") target_storage \(o.targetStorage ?? "-")")
+            }
+            guard probe else { return }
+            let client = ProxmoxClient(transport: try makeTransport(config))
+            for src in config.sources {
+                let entries: [BackupEntry]
+                do { entries = try await client.backups(node: config.proxmox.node, storage: src.storage) } catch {
+                    throw UsageError(message: "probe of \(src.storage): \(error)")
+                }
+                let byVmid = Dictionary(grouping: entries, by: { $0.volid.vmid })
+                for vmid in byVmid.keys.sorted() where src.include.contains(vmid) && !src.exclude.contains(vmid) {
+                    let s = config.effective(source: src, vmid: vmid)
+                    let latest = newestEligible(byVmid[vmid]!, now: Date().timeIntervalSince1970, settle: config.restore.settle.seconds,
+                                                requireVerified: config.restore.requireVerified)
+                    print("  \(src.storage)/\(vmid) -> vmid \(s.targetVmid) on \(s.targetStorage ?? "(from backup)") priority \(s.priority) rpo \(formatDuration(s.rpoTarget)): newest \(latest?.volid.description ?? "none eligible")")
+                }
+            }
+        }
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the state of every guest (from the running service).")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print the raw JSON.") var json = false
+
+    func run() async throws {
+        try await exitOnError {
+            let address = try global.listenAddress(configured: nil, fallback: "127.0.0.1:\(defaultPort)")
+            let host = address.host.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "127.0.0.1"
+            let url = URL(string: "http://\(host):\(address.port)/api/v1/status")!
+            let (data, _) = try await fetchURL(url)
+            if json { FileHandle.standardOutput.write(data); return }
+            guard let doc = try? JSONValue.parse(Array(data), path: "/api/v1/status"), let guests = doc["guests"]?.array else {
+                throw UsageError(message: "\(url): not a pbs-standby status document")
+            }
+            print("SOURCE\tVMID\tTARGET\tSTATE\tLAG_S\tRESTORED")
+            for g in guests {
+                print("\(g["source"]?.string ?? "")\t\(g["vmid"]?.string ?? "")\t\(g["target_vmid"]?.string ?? "")\t\(g["state"]?.string ?? "")\t\(g["lag_seconds"]?.int.map(String.init) ?? "-")\t\(g["restored"]?["volid"]?.string ?? "-")")
+            }
+        }
+    }
+}
+
+/// GET over plain HTTP to the local service (FoundationNetworking is not needed for this).
+func fetchURL(_ url: URL) async throws -> (Data, Int) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    p.arguments = ["-sS", "--fail", url.absoluteString]
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else {
+        throw UsageError(message: "cannot read \(url): \(String(decoding: e, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) (is the service running?)")
+    }
+    return (data, 200)
+}
+
+/// `hold` / `resume`: persistent per-guest flags in the state file (the service reads them each pass).
+struct HoldCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hold", abstract: "Pause restores of guests (by backed-up VMID).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Backed-up VMIDs.") var vmids: [Int]
+
+    func run() async throws {
+        try await exitOnError {
+            let config = try loadConfig(global)
+            let store = try openStoreShared(config)
+            for vmid in vmids {
+                for src in config.sources where src.include.contains(vmid) && !src.exclude.contains(vmid) {
+                    try store.update(GuestKey(source: src.storage, vmid: vmid), targetVmid: config.effective(source: src, vmid: vmid).targetVmid) { $0.held = true }
+                    print("held \(src.storage)/\(vmid)")
+                }
+            }
+        }
+    }
+}
+
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume restores of held or failed-over guests.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Backed-up VMIDs.") var vmids: [Int]
+    @Flag(name: .customLong("discard-changes"), help: "Required for failed-over guests: the next restore overwrites what they wrote since.")
+    var discardChanges = false
+
+    func run() async throws {
+        try await exitOnError {
+            let config = try loadConfig(global)
+            let store = try openStoreShared(config)
+            for vmid in vmids {
+                for src in config.sources where src.include.contains(vmid) && !src.exclude.contains(vmid) {
+                    let key = GuestKey(source: src.storage, vmid: vmid)
+                    if try store.guest(key)?.failedOver == true, !discardChanges {
+                        throw UsageError(message: "\(key) is failed over: resuming lets the next restore overwrite what it wrote since the failover; repeat with --discard-changes")
+                    }
+                    try store.update(key, targetVmid: config.effective(source: src, vmid: vmid).targetVmid) { r in
+                        r.held = false
+                        r.failedOver = false
+                    }
+                    print("resumed \(key)")
+                }
+            }
+        }
+    }
+}
+
+struct FailoverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "failover", abstract: "Freeze restores and start the standby copies.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Backed-up VMIDs (or --all).") var vmids: [Int] = []
+    @Flag(help: "Every selected guest with a standby copy.") var all = false
+    @Flag(name: .customLong("no-start"), help: "Only freeze restores.") var noStart = false
+
+    func run() async throws {
+        global.bootstrapLogging()
+        try await exitOnError {
+            guard all || !vmids.isEmpty else { throw UsageError(message: "name the VMIDs to fail over, or --all") }
+            let config = try loadConfig(global)
+            let store = try openStoreShared(config)
+            let client = ProxmoxClient(transport: try makeTransport(config))
+            let records = try store.guests().values.filter { r in all ? r.restoredVolid != nil : vmids.contains(r.vmid) }
+            let ordered = records.sorted { a, b in
+                let pa = config.sources.first { $0.storage == a.source }.map { config.effective(source: $0, vmid: a.vmid).priority } ?? 0
+                let pb = config.sources.first { $0.storage == b.source }.map { config.effective(source: $0, vmid: b.vmid).priority } ?? 0
+                return pa != pb ? pa > pb : a.key < b.key
+            }
+            // Freeze first (persistently), then start: a crash in between never restores over a started copy.
+            for r in ordered { try store.update(r.key, targetVmid: r.targetVmid) { $0.failedOver = true } }
+            guard !noStart else { print("frozen \(ordered.count) guest(s)"); return }
+            var failed = false
+            for r in ordered {
+                guard let volid = r.restoredVolid.flatMap(Volid.init(parsing:)) else { print("\(r.key): no standby copy"); failed = true; continue }
+                do {
+                    let upid = try await client.start(node: config.proxmox.node, type: volid.type, vmid: r.targetVmid)
+                    print("\(r.key): starting \(r.targetVmid) (\(upid))")
+                } catch {
+                    print("\(r.key): start failed: \(error)")
+                    failed = true
+                }
+            }
+            if failed { throw ExitCode(1) }
+        }
+    }
+}
+
+/// Opens the state file for a short CLI change while the service may hold its lock: the CLI
+/// waits for no lock and uses SQLite's own locking.
+func openStoreShared(_ config: StandbyConfig) throws -> StateStore {
+    do { return try StateStore(path: config.statePath, exclusive: false) } catch { throw UsageError(message: "\(error)") }
+}

@@ -86,7 +86,10 @@ public final class Reconciler: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             await reattach(group: &group)
             await pass(group: &group)
-            await group.waitForAll()
+            // Guests queued behind busy workers get their turn as workers free up.
+            while await group.next() != nil {
+                if state.withLock({ !$0.queue.isEmpty }) { await pass(group: &group) }
+            }
         }
         publish()
         let new = ((try? store.allHistory()) ?? []).filter { !before.contains($0.id ?? -1) }

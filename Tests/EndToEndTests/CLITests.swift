@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+
+/// The built binary, driven as an operator would: real subprocesses, real HTTP on loopback.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let binary = packageRoot.appendingPathComponent(".build/debug/pbs-standby").path
+
+func run(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+func curl(_ url: String) -> String? {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    p.arguments = ["-sf", "--max-time", "5", url]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return nil }
+    let d = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return p.terminationStatus == 0 ? String(decoding: d, as: UTF8.self) : nil
+}
+
+@Suite("pbs-standby CLI end to end", .serialized)
+struct CLITests {
+    @Test func versionAndHelp() throws {
+        let (rc, out, _) = try run(["--version"])
+        #expect(rc == 0 && out.hasPrefix("pbs-standby 0.1.0 (revision "))
+        let (_, help, _) = try run(["--help"])
+        for sub in ["run", "once", "demo", "simulator", "status", "failover", "hold", "resume", "check-config"] {
+            #expect(help.contains("  \(sub) "), "\(sub) listed")
+        }
+    }
+
+    @Test func checkConfigAcceptsTheExampleAndNamesBadKeys() throws {
+        let (rc, out, err) = try run(["check-config", "--config.file", packageRoot.appendingPathComponent("deploy/config.example.yml").path])
+        #expect(rc == 0, "\(err)")
+        #expect(out.contains("source pbs-prod -> target storage local-lvm"))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString).yml")
+        try "sources:\n  - storage: pbs\nrestore:\n  workers: lots\n".write(to: dir, atomically: true, encoding: .utf8)
+        let (rc2, _, err2) = try run(["check-config", "--config.file", dir.path])
+        #expect(rc2 == 2)
+        #expect(err2.contains("restore.workers (line 4)"), "\(err2)")
+        try "sources:\n  - storage: pbs\n    inclde: [1]\n".write(to: dir, atomically: true, encoding: .utf8)
+        let (rc3, _, err3) = try run(["check-config", "--config.file", dir.path])
+        #expect(rc3 == 2 && err3.contains("sources[0].inclde (line 3): unknown key"), "\(err3)")
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// The README's demo: restores succeed within a minute, metrics pass promtool, Ctrl-C stops it.
+    @Test func demoRestoresAndServes() async throws {
+        let port = Int.random(in: 20000...30000)
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("demo-\(UUID().uuidString)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["demo", "--web.listen-address", "127.0.0.1:\(port)", "--state.path", state.appendingPathComponent("state.db").path]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate() }; try? FileManager.default.removeItem(at: state) }
+        var succeeded = 0
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if let body = curl("http://127.0.0.1:\(port)/api/v1/status") {
+                succeeded = body.components(separatedBy: "\"result\":\"success\"").count - 1
+                if succeeded >= 3 { break }
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(succeeded >= 3, "successful restores within a minute")
+        let metrics = try #require(curl("http://127.0.0.1:\(port)/metrics"))
+        #expect(metrics.contains("pbs_standby_restore_lag_seconds{"))
+        let page = try #require(curl("http://127.0.0.1:\(port)/"))
+        #expect(page.components(separatedBy: "<tr class=\"guest\">").count - 1 == 12)
+        #expect(curl("http://127.0.0.1:\(port)/api/v1/guests/101")?.contains("\"vmid\":101") == true)
+        #expect(curl("http://127.0.0.1:\(port)/api/v1/guests/999") == nil, "404 for an unknown guest")
+        let stopAt = Date()
+        p.interrupt()
+        p.waitUntilExit()
+        #expect(Date().timeIntervalSince(stopAt) < 3, "stops cleanly on SIGINT")
+    }
+}

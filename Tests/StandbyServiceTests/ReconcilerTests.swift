@@ -1,0 +1,248 @@
+import Foundation
+import ProxmoxAPI
+import ProxmoxSimulator
+import StandbyCore
+import StandbyService
+import StandbyStore
+import Testing
+
+/// The reconciler against the simulator on virtual time: no test sleeps to wait for a restore.
+final class Rig: @unchecked Sendable {
+    let clock: ManualClock
+    let simulator: PVESimulator
+    let runtime: StandbyRuntime
+    let store: StateStore
+    let dir: String
+
+    init(scenario: Scenario = Rig.scenario(), configure: (inout StandbyConfig) -> Void = { _ in }, storePath: String? = nil) throws {
+        clock = ManualClock(start: 1_795_000_000)
+        simulator = PVESimulator(scenario: scenario, clock: clock)
+        dir = NSTemporaryDirectory() + "pbs-standby-rig-\(UUID().uuidString)"
+        var config = StandbyRuntime.demoConfig(scenario: scenario, statePath: storePath ?? dir + "/state.db")
+        config.restore.workers = 2
+        configure(&config)
+        store = try StateStore(path: config.statePath)
+        runtime = StandbyRuntime(config: config, transport: InProcessTransport(simulator: simulator), store: store, clock: VirtualClock(clock))
+    }
+
+    /// One `once`-style pass: plan, restore, follow to the end (virtual time advances).
+    @discardableResult
+    func once() async -> Bool { await runtime.reconciler.runOnce() }
+
+    func mutations(vmid: Int) -> [JournalEntry] { simulator.journal().filter { $0.vmid == vmid } }
+    func restores(vmid: Int) -> [JournalEntry] { mutations(vmid: vmid).filter { $0.method == "POST" && ($0.path.hasSuffix("/qemu") || $0.path.hasSuffix("/lxc")) } }
+    func guest(_ vmid: Int) -> StatusSnapshot.Guest? { runtime.reconciler.snapshot.guests.first { $0.key.vmid == vmid } }
+
+    static let gib: Int64 = 1 << 30
+
+    /// 101 VM (ok), 201 CT (ok), 102 VM with a backup in progress only, 150 foreign running,
+    /// 151 locked ours, 152 protected ours, 160 whose restores fail, 170 running foreign? no: ours running.
+    static func scenario() -> Scenario {
+        var s = Scenario()
+        s.pbsStorages = [.init(id: "pbs-prod", datastore: "store1")]
+        s.targetStorages = [.init(id: "local-lvm", total: 4 << 40)]
+        let start = 1_795_000_000.0
+        s.backedUp = [
+            .init(vmid: 101, type: .vm, name: "web1", storage: "pbs-prod", disks: [8 * gib], interval: 3600, offset: 0),
+            .init(vmid: 201, type: .ct, name: "dns", storage: "pbs-prod", disks: [2 * gib], interval: 3600, offset: 600),
+            .init(vmid: 102, type: .vm, name: "db", storage: "pbs-prod", disks: [40 * gib], interval: 3600,
+                  offset: (start - 5).truncatingRemainder(dividingBy: 3600), history: 1),
+            .init(vmid: 150, type: .vm, name: "foreign", storage: "pbs-prod", disks: [2 * gib], interval: 3600),
+            .init(vmid: 151, type: .vm, name: "locked", storage: "pbs-prod", disks: [2 * gib], interval: 3600),
+            .init(vmid: 152, type: .vm, name: "protected", storage: "pbs-prod", disks: [2 * gib], interval: 3600),
+            .init(vmid: 160, type: .vm, name: "broken", storage: "pbs-prod", disks: [2 * gib], interval: 3600, restoreFails: true),
+            .init(vmid: 170, type: .vm, name: "running", storage: "pbs-prod", disks: [2 * gib], interval: 3600),
+        ]
+        let marker = "pbs-standby: restored from pbs-prod:backup/vm/1/2026-01-01T00:00:00Z at 2026-01-01T00:00:00Z"
+        s.existing = [
+            .init(vmid: 150, type: .vm, name: "foreign", status: "stopped", tags: ["manual"]),
+            .init(vmid: 151, type: .vm, name: "locked", lock: "backup", tags: ["pbs-standby"], description: marker),
+            .init(vmid: 152, type: .vm, name: "protected", tags: ["pbs-standby"], description: marker, protection: true),
+            .init(vmid: 170, type: .vm, name: "running", status: "running", tags: ["pbs-standby"], description: marker),
+        ]
+        return s
+    }
+}
+
+@Suite("Reconciler against the simulator")
+struct ReconcilerTests {
+    @Test func newBackupGivesExactlyOneRestoreAndTheSameBackupNone() async throws {
+        let rig = try Rig()
+        let ok = await rig.once()
+        #expect(!ok, "160's restore fails")
+        #expect(rig.restores(vmid: 101).count == 1)
+        #expect(rig.restores(vmid: 201).count == 1)
+        #expect(rig.guest(101)?.state == .idle)
+        #expect(rig.guest(101)?.restored != nil)
+        let config = try #require(rig.simulator.guestSnapshot(101))
+        #expect(config.tags == ["pbs-standby"], "the marker tag is passed in the restore call")
+        #expect(Marker.volid(inDescription: rig.simulator.guestDescription(101))?.vmid == 101)
+        // Same backups: nothing to do.
+        await rig.once()
+        #expect(rig.restores(vmid: 101).count == 1)
+        #expect(rig.restores(vmid: 201).count == 1)
+        // A new backup of 101 an hour later: exactly one more restore.
+        rig.clock.advance(by: 3600)
+        await rig.once()
+        #expect(rig.restores(vmid: 101).count == 2)
+    }
+
+    @Test func unsafeTargetsAreNeverTouched() async throws {
+        let rig = try Rig()
+        await rig.once()
+        rig.clock.advance(by: 3600)
+        await rig.once()
+        for vmid in [150, 151, 152, 170] {
+            #expect(rig.mutations(vmid: vmid).isEmpty, "no mutating call on \(vmid): \(rig.mutations(vmid: vmid))")
+        }
+        #expect(rig.guest(150)?.blockedReason == .notOwned)
+        #expect(rig.guest(151)?.blockedReason == .locked)
+        #expect(rig.guest(152)?.blockedReason == .protected)
+        #expect(rig.guest(170)?.blockedReason == .running)
+    }
+
+    @Test func inProgressBackupIsIgnored() async throws {
+        let rig = try Rig()
+        await rig.once()
+        #expect(rig.restores(vmid: 102).isEmpty, "the only backup of 102 is still running (size 1)")
+        rig.clock.advance(by: 120)
+        await rig.once()
+        #expect(rig.restores(vmid: 102).count == 1)
+    }
+
+    @Test func failureBackoffThenRecovery() async throws {
+        let rig = try Rig()
+        await rig.once()
+        let g = try #require(rig.guest(160))
+        #expect(g.state == .failing && g.consecutiveFailures == 1)
+        #expect(g.nextRetryAt != nil)
+        let attempts = rig.restores(vmid: 160).count
+        await rig.once()
+        #expect(rig.restores(vmid: 160).count == attempts, "no retry before the backoff ends")
+        rig.simulator.setRestoreFails(160, false)
+        rig.clock.advance(by: 301)
+        await rig.once()
+        #expect(rig.restores(vmid: 160).count == attempts + 1)
+        #expect(rig.guest(160)?.state == .idle)
+        #expect(rig.guest(160)?.consecutiveFailures == 0)
+        // The failed VM restore left a guest without marker (reference §3.1): it stayed ours.
+    }
+
+    @Test func heldAndFailedOverGuestsAreUntouched() async throws {
+        let rig = try Rig()
+        try rig.store.update(GuestKey(source: "pbs-prod", vmid: 101), targetVmid: 101) { $0.held = true }
+        try rig.store.update(GuestKey(source: "pbs-prod", vmid: 201), targetVmid: 201) { $0.failedOver = true }
+        await rig.once()
+        #expect(rig.restores(vmid: 101).isEmpty && rig.restores(vmid: 201).isEmpty)
+        #expect(rig.guest(101)?.state == .held)
+        #expect(rig.guest(201)?.state == .failedOver)
+    }
+
+    @Test func restartDuringATaskReattachesWithoutADuplicate() async throws {
+        let dir = NSTemporaryDirectory() + "pbs-standby-restart-\(UUID().uuidString)"
+        let path = dir + "/state.db"
+        let clock = ManualClock(start: 1_795_000_000)
+        var scenario = Scenario()
+        scenario.pbsStorages = [.init(id: "pbs-prod", datastore: "s")]
+        scenario.targetStorages = [.init(id: "local-lvm", total: 4 << 40)]
+        scenario.backedUp = [.init(vmid: 300, type: .vm, name: "big", storage: "pbs-prod", disks: [100 * Rig.gib], interval: 86400)]
+        let sim = PVESimulator(scenario: scenario, clock: clock)
+        var config = StandbyRuntime.demoConfig(scenario: scenario, statePath: path)
+        config.restore.pollInterval = .seconds(30)
+        do {
+            // First life: start the restore, then "crash" (cancel) while the task runs.
+            let store = try StateStore(path: path)
+            let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: sim), store: store, clock: VirtualClock(clock))
+            let task = Task { try await rt.reconciler.run() }
+            for _ in 0..<200 where sim.runningTaskCount() == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            task.cancel()
+            _ = try? await task.value
+            #expect(sim.runningTaskCount() == 1, "the PVE task outlives the service")
+            #expect(try store.runningRestores().count == 1)
+        }
+        // Second life: the same state file; the task is followed, not restarted.
+        let store = try StateStore(path: path)
+        let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: sim), store: store, clock: VirtualClock(clock))
+        let ok = await rt.reconciler.runOnce()
+        #expect(ok)
+        let posts = sim.journal().filter { $0.method == "POST" && $0.path.hasSuffix("/qemu") }
+        #expect(posts.count == 1, "no duplicate restore: \(posts)")
+        let history = try store.allHistory()
+        #expect(history.count == 1 && history[0].result == "success" && history[0].upid != nil)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    @Test func stateFileLostRebuildsFromMarkers() async throws {
+        let scenario = Rig.scenario()
+        let rig = try Rig(scenario: scenario)
+        await rig.once()
+        let restoresBefore = rig.restores(vmid: 101).count
+        // A new service with an empty state file against the same node: markers say what is there.
+        let fresh = try StateStore()
+        var config = rig.runtime.reconciler.config
+        config.statePath = ":memory:"
+        let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: rig.simulator), store: fresh, clock: VirtualClock(rig.clock))
+        _ = await rt.reconciler.runOnce()
+        #expect(rig.restores(vmid: 101).count == restoresBefore, "the marker shows the copy is current")
+        #expect(rig.mutations(vmid: 150).isEmpty)
+    }
+
+    @Test func stateFileIsPrivateAndSingleInstance() throws {
+        let dir = NSTemporaryDirectory() + "pbs-standby-perm-\(UUID().uuidString)"
+        let store = try StateStore(path: dir + "/state.db")
+        let attrs = try FileManager.default.attributesOfItem(atPath: dir + "/state.db")
+        #expect((attrs[.posixPermissions] as? Int).map { $0 & 0o077 } == 0, "mode 0600")
+        #expect(throws: StoreError.self) { _ = try StateStore(path: dir + "/state.db") }
+        _ = store
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+@Suite("Metrics and status rendering")
+struct RenderingTests {
+    @Test func expositionCarriesTheCatalogue() async throws {
+        let rig = try Rig()
+        await rig.once()
+        let text = String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self)
+        for name in ["pbs_standby_build_info", "pbs_standby_source_up", "pbs_standby_restore_lag_seconds", "pbs_standby_rpo_target_seconds",
+                     "pbs_standby_guest_state", "pbs_standby_restores_total", "pbs_standby_restore_failures_total",
+                     "pbs_standby_restore_duration_seconds_bucket", "pbs_standby_guest_info", "pbs_standby_queue_length",
+                     "pbs_standby_workers", "pbs_standby_restores_in_progress", "pbs_standby_loop_last_run_timestamp_seconds",
+                     "pbs_standby_pending_backups", "pbs_standby_consecutive_failures", "pbs_standby_restore_progress_ratio",
+                     "pbs_standby_restored_bytes_total", "process_resident_memory_bytes"] {
+            #expect(text.contains(name), "\(name) missing")
+        }
+        #expect(text.contains("pbs_standby_guest_state{source=\"pbs-prod\",vmid=\"150\",type=\"vm\",state=\"blocked\"} 1"))
+        #expect(text.contains("pbs_standby_restore_failures_total{source=\"pbs-prod\",reason=\"task_error\"} 1"))
+        // promtool, when installed, must accept it.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+            p.arguments = ["check", "metrics"]
+            let inPipe = Pipe(), out = Pipe()
+            p.standardInput = inPipe
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            inPipe.fileHandleForWriting.write(Data(text.utf8))
+            try inPipe.fileHandleForWriting.close()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0, "\(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+        }
+    }
+
+    @Test func statusJSONAndPageEscapeWhatComesFromPVE() async throws {
+        let rig = try Rig()
+        await rig.once()
+        let json = StatusJSON.status(rig.runtime.reconciler.snapshot, now: rig.clock.now()).serialized()
+        let doc = try JSONValue.parse(Array(json.utf8), path: "status")
+        let g101 = try #require(doc["guests"]?.array?.first { $0["vmid"]?.int == 101 })
+        #expect(g101["state"]?.string == "idle")
+        #expect(g101["restored"]?["volid"]?.string?.hasPrefix("pbs-prod:backup/vm/101/") == true)
+        #expect(g101["lag_seconds"]?.double != nil && g101["rpo_target_seconds"]?.double == 1800)
+        #expect(doc["guests"]?.array?.first { $0["vmid"]?.int == 150 }?["blocked_reason"]?.string == "not_owned")
+        #expect(StatusPage.escape("<script>alert('x')</script>&") == "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;")
+        let html = StatusPage.render(rig.runtime.reconciler.snapshot, now: rig.clock.now())
+        #expect(html.components(separatedBy: "<tr class=\"guest\">").count - 1 == rig.runtime.reconciler.snapshot.guests.count)
+    }
+}

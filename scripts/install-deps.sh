@@ -17,3 +17,7 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+if [[ "${1:-}" == "--test" ]]; then
+  # The status JSON schema test validates real responses with Python's jsonschema.
+  python3 -c "import jsonschema" 2>/dev/null || python3 -m pip install -q jsonschema
+fi

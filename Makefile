@@ -31,5 +31,9 @@ release: deps
 bench-http: test-deps
 	Benchmarks/http-bench.sh
 
+## Debian package (static release binary, unit, examples, alerts, dashboard) into out/.
+deb: deps
+	scripts/build-deb.sh
+
 clean:
 	rm -rf .build

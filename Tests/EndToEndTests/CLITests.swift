@@ -91,3 +91,37 @@ struct CLITests {
         #expect(Date().timeIntervalSince(stopAt) < 3, "stops cleanly on SIGINT")
     }
 }
+
+@Suite("Debian package")
+struct DebTests {
+    /// Packages the built binary with scripts/build-deb.sh, unpacks it with dpkg-deb -x and runs it.
+    @Test func debBuildsUnpacksAndRuns() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("deb-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let (rc, log) = try tool(packageRoot.appendingPathComponent("scripts/build-deb.sh").path, ["--binary", binary, "--out", out.path])
+        #expect(rc == 0, "\(log)")
+        let deb = log.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(deb.hasSuffix("_amd64.deb"))
+        let root = out.appendingPathComponent("root")
+        let (xrc, xlog) = try tool("/usr/bin/dpkg-deb", ["-x", deb, root.path])
+        #expect(xrc == 0, "\(xlog)")
+        for file in ["usr/bin/pbs-standby", "lib/systemd/system/pbs-standby.service", "usr/share/pbs-standby/alerts/pbs-standby.rules.yml",
+                     "usr/share/pbs-standby/dashboards/pbs-standby.json", "usr/share/pbs-standby/config.example.yml"] {
+            #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent(file).path), "\(file) in the package")
+        }
+        let (vrc, version) = try tool(root.appendingPathComponent("usr/bin/pbs-standby").path, ["--version"])
+        #expect(vrc == 0 && version.hasPrefix("pbs-standby 0.1.0"))
+        let (_, info) = try tool("/usr/bin/dpkg-deb", ["--field", deb, "Package", "Depends"])
+        #expect(info.contains("pbs-standby") && info.contains("libmicrohttpd12"))
+    }
+
+    /// The shipped example configs pass check-config; the unit file is what systemd expects.
+    @Test func shippedExamplesAreValid() throws {
+        let (rc, out, err) = try run(["check-config", "--config.file", packageRoot.appendingPathComponent("deploy/config.example.yml").path])
+        #expect(rc == 0, "\(out)\(err)")
+        let unit = try String(contentsOf: packageRoot.appendingPathComponent("deploy/pbs-standby.service"), encoding: .utf8)
+        #expect(unit.contains("ExecStart=/usr/bin/pbs-standby run") && unit.contains("Restart=on-failure"))
+        let web = try String(contentsOf: packageRoot.appendingPathComponent("deploy/web-config.example.yml"), encoding: .utf8)
+        #expect(web.contains("basic_auth_users"))
+    }
+}

@@ -142,9 +142,10 @@ public func plan(_ g: GuestInput, now: Double, rules: PlanRules) -> Decision {
 }
 
 /// The newest eligible backup among a guest's entries: complete (size > 1), older than
-/// `settle`, verified when required; greatest backup time wins.
+/// `settle` (when set; with 0 a backup stamped slightly ahead of our clock by a skewed PBS is
+/// not held back), verified when required; greatest backup time wins.
 public func newestEligible(_ entries: [BackupEntry], now: Double, settle: Double, requireVerified: Bool) -> BackupEntry? {
-    entries.filter { $0.isComplete && Double($0.volid.backupTime) <= now - settle && (!requireVerified || $0.verification == "ok") }
+    entries.filter { $0.isComplete && (settle <= 0 || Double($0.volid.backupTime) <= now - settle) && (!requireVerified || $0.verification == "ok") }
         .max { $0.volid.backupTime < $1.volid.backupTime }
 }
 

@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+
+@Suite("once, hold, resume, failover and restart through the CLI against the simulator process", .serialized)
+struct OperatorFlowTests {
+    @Test func onceRestoresExactlyTheEligibleGuestsThenOnlyNewerOnes() async throws {
+        let sim = try SimulatorProcess(scenario: endToEndScenario)
+        defer { sim.stop() }
+        let state = sim.dir.appendingPathComponent("state.db").path
+        let config = try sim.config(statePath: state)
+        let (ok, out, err) = try run(["check-config", "--config.file", config])
+        #expect(ok == 0, "\(out)\(err)")
+        sim.startTicking()
+        let (rc, _, err1) = try run(["once", "--config.file", config])
+        await sim.stopTicking()
+        #expect(rc == 1, "107's restore fails, so once exits 1: \(err1)")
+        let first = Set(sim.restorePosts().compactMap(\.vmid))
+        #expect(first == [101, 102, 103, 107, 108, 201, 202, 203], "exactly the eligible guests")
+        for untouched in [104, 105, 106] { #expect(sim.journal().allSatisfy { $0.vmid != untouched }, "\(untouched) untouched") }
+        #expect(sim.restorePosts(vmid: 101).first?.parameters["tags"] == "pbs-standby")
+
+        // Nothing new: a second once restores nothing (107 waits for its backoff).
+        let before = sim.restorePosts().count
+        let (rc2, _, _) = try run(["once", "--config.file", config])
+        #expect(rc2 == 0)
+        #expect(sim.restorePosts().count == before)
+
+        // An hour later: the hourly guests got a newer backup, the daily ones did not.
+        sim.advance(3600)
+        sim.startTicking()
+        _ = try run(["once", "--config.file", config])
+        await sim.stopTicking()
+        let second = sim.restorePosts().dropFirst(before).compactMap(\.vmid)
+        #expect(Set(second).isSuperset(of: [101, 102, 201, 203]))
+        #expect(Set(second).isDisjoint(with: [103, 108, 202, 104, 105, 106]), "daily guests have nothing newer: \(second)")
+        #expect(second.count == Set(second).count, "one restore per guest")
+    }
+
+    @Test func holdResumeAndFailover() async throws {
+        let sim = try SimulatorProcess(scenario: endToEndScenario)
+        defer { sim.stop() }
+        let state = sim.dir.appendingPathComponent("state.db").path
+        let config = try sim.config(statePath: state)
+        sim.startTicking()
+        _ = try run(["once", "--config.file", config])
+        let (hrc, hout, _) = try run(["hold", "101", "--config.file", config])
+        #expect(hrc == 0 && hout.contains("held pbs-prod/101"))
+        sim.advance(3600)
+        let before = sim.restorePosts(vmid: 101).count
+        _ = try run(["once", "--config.file", config])
+        #expect(sim.restorePosts(vmid: 101).count == before, "held guest untouched")
+        _ = try run(["resume", "101", "--config.file", config])
+        _ = try run(["once", "--config.file", config])
+        #expect(sim.restorePosts(vmid: 101).count == before + 1, "resumed guest restored")
+
+        // Failover: freeze, then start the standby copy.
+        let (frc, fout, ferr) = try run(["failover", "102", "--config.file", config])
+        #expect(frc == 0, "\(fout)\(ferr)")
+        #expect(sim.journal().contains { $0.method == "POST" && $0.path == "/nodes/pve-standby/qemu/102/status/start" })
+        sim.advance(3600)
+        let posts102 = sim.restorePosts(vmid: 102).count
+        _ = try run(["once", "--config.file", config])
+        #expect(sim.restorePosts(vmid: 102).count == posts102, "a failed-over guest is never restored over")
+        let (rrc, _, rerr) = try run(["resume", "102", "--config.file", config])
+        #expect(rrc == 2 && rerr.contains("--discard-changes"))
+        let (rrc2, _, _) = try run(["resume", "102", "--discard-changes", "--config.file", config])
+        #expect(rrc2 == 0)
+        await sim.stopTicking()
+    }
+
+    /// kill -9 during a restore, then a restart: the running PVE task is followed, not repeated.
+    @Test func killDuringARestoreThenRestartReattaches() async throws {
+        let scenario = """
+        node: pve-standby
+        pbs_storages: [{id: pbs-prod, datastore: store1}]
+        target_storages: [{id: local-lvm, total_gib: 4000}]
+        backups:
+          - {vmid: 300, type: vm, name: big, disks_gib: [200], interval: 1d}
+        """
+        let sim = try SimulatorProcess(scenario: scenario)
+        defer { sim.stop() }
+        let state = sim.dir.appendingPathComponent("state.db").path
+        let config = try sim.config(statePath: state)
+        let port = Int.random(in: 50001...55000)
+        func startService() throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        let first = try startService()
+        // Time stands still: the restore task starts and stays running.
+        for _ in 0..<100 where sim.restorePosts(vmid: 300).isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(sim.restorePosts(vmid: 300).count == 1)
+        try await Task.sleep(for: .milliseconds(300))  // the UPID is stored right after the POST
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        // Restart; let time run; the task ends and is recorded, with no second POST.
+        let second = try startService()
+        defer { second.terminate(); second.waitUntilExit() }
+        sim.startTicking(step: 60)
+        var done = false
+        for _ in 0..<150 where !done {
+            if let body = curl("http://127.0.0.1:\(port)/api/v1/guests/300"), body.contains("\"result\":\"success\"") { done = true }
+            else { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        await sim.stopTicking()
+        #expect(done, "the re-attached restore finished as a success")
+        #expect(sim.restorePosts(vmid: 300).count == 1, "no duplicate restore after the restart")
+        let body = curl("http://127.0.0.1:\(port)/api/v1/guests/300") ?? ""
+        #expect(body.components(separatedBy: "\"result\":").count - 1 == 2, "history: one attempt (last_restore + history[0])")
+    }
+}

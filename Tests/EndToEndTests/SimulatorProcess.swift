@@ -1,0 +1,145 @@
+import Foundation
+import Testing
+
+/// A `pbs-standby simulator --tls --manual-clock` child process. The test moves its clock with
+/// `/_sim/advance`, so restores progress only when the test says so.
+final class SimulatorProcess {
+    let process = Process()
+    var url = "", token = "", fingerprint = "", node = ""
+    let dir: URL
+    private var ticking: Task<Void, Never>?
+
+    init(scenario: String) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("sim-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try scenario.write(to: dir.appendingPathComponent("scenario.yml"), atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["simulator", "--tls", "--manual-clock", "--web.listen-address", "127.0.0.1:0",
+                             "--scenario", dir.appendingPathComponent("scenario.yml").path]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var text = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !text.contains("node=") && Date() < deadline {
+            text += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        for line in text.split(separator: "\n") {
+            let kv = line.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { continue }
+            switch kv[0] {
+            case "url": url = kv[1]
+            case "token": token = kv[1]
+            case "fingerprint": fingerprint = kv[1]
+            case "node": node = kv[1]
+            default: break
+            }
+        }
+    }
+
+    /// A config for pbs-standby against this simulator: https, pinned fingerprint, token file.
+    func config(statePath: String, extra: String = "") throws -> String {
+        let tokenFile = dir.appendingPathComponent("token")
+        try (token + "\n").write(to: tokenFile, atomically: true, encoding: .utf8)
+        let path = dir.appendingPathComponent("config-\(UUID().uuidString).yml")
+        try """
+        proxmox:
+          transport: https
+          url: \(url)
+          token_file: \(tokenFile.path)
+          fingerprint: "\(fingerprint)"
+          node: \(node)
+        state:
+          path: \(statePath)
+        restore:
+          workers: 2
+          poll_interval: 6s
+          rpo_target: 2h
+        sources:
+          - storage: pbs-prod
+            target_storage: local-lvm
+        \(extra)
+        """.write(to: path, atomically: true, encoding: .utf8)
+        return path.path
+    }
+
+    private func call(_ method: String, _ path: String) -> String? { Self.call(url: url, token: token, method, path) }
+
+    static func call(url: String, token: String, _ method: String, _ path: String) -> String? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-sfk", "-X", method, "-H", "Authorization: PVEAPIToken=\(token)", url + path]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try? p.run()
+        let d = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return p.terminationStatus == 0 ? String(decoding: d, as: UTF8.self) : nil
+    }
+
+    func advance(_ seconds: Double) { _ = call("POST", "/_sim/advance?seconds=\(seconds)") }
+
+    /// Lets simulated time run: `step` simulated seconds every 20 ms of real time.
+    func startTicking(step: Double = 20) {
+        let (url, token) = (self.url, self.token)
+        ticking = Task.detached {
+            while !Task.isCancelled {
+                _ = SimulatorProcess.call(url: url, token: token, "POST", "/_sim/advance?seconds=\(step)")
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    func stopTicking() async {
+        ticking?.cancel()
+        _ = await ticking?.value
+        ticking = nil
+    }
+
+    struct Entry: Decodable { var method: String; var path: String; var vmid: Int?; var parameters: [String: String]; var status: Int }
+
+    func journal() -> [Entry] {
+        guard let body = call("GET", "/_sim/journal") else { return [] }
+        return (try? JSONDecoder().decode([Entry].self, from: Data(body.utf8))) ?? []
+    }
+
+    /// Restore POSTs (qemu/lxc creates), optionally for one target VMID.
+    func restorePosts(vmid: Int? = nil) -> [Entry] {
+        journal().filter { $0.method == "POST" && ($0.path.hasSuffix("/qemu") || $0.path.hasSuffix("/lxc")) && (vmid == nil || $0.vmid == vmid) }
+    }
+
+    func stop() {
+        ticking?.cancel()
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    deinit { stop() }
+}
+
+/// The ≥ 10-guest scenario of issue 4: a foreign, a running and a locked guest, an in-progress
+/// backup, a guest whose restores fail, daily and hourly guests.
+let endToEndScenario = """
+node: pve-standby
+restore_mib_per_s: 300
+pbs_storages: [{id: pbs-prod, datastore: store1}]
+target_storages: [{id: local-lvm, total_gib: 4000}]
+backups:
+  - {vmid: 101, type: vm, name: web1, disks_gib: [8], interval: 1h, offset: 5m}
+  - {vmid: 102, type: vm, name: web2, disks_gib: [8], interval: 1h, offset: 10m}
+  - {vmid: 103, type: vm, name: db, disks_gib: [4, 16], interval: 1d, offset: 1h}
+  - {vmid: 104, type: vm, name: foreign, disks_gib: [2], interval: 1h}
+  - {vmid: 105, type: vm, name: running, disks_gib: [2], interval: 1h}
+  - {vmid: 106, type: vm, name: locked, disks_gib: [2], interval: 1h}
+  - {vmid: 107, type: vm, name: broken, disks_gib: [2], interval: 1h, restore_fails: true}
+  - {vmid: 108, type: vm, name: big, disks_gib: [100], interval: 1d, offset: 2h}
+  - {vmid: 201, type: ct, name: dns, disks_gib: [2], interval: 1h, offset: 15m}
+  - {vmid: 202, type: ct, name: proxy, disks_gib: [2], interval: 1d, offset: 3h}
+  - {vmid: 203, type: ct, name: git, disks_gib: [4], interval: 1h, offset: 20m}
+guests:
+  - {vmid: 104, type: vm, name: handmade, status: stopped, tags: [manual]}
+  - {vmid: 105, type: vm, name: running, status: running, tags: [pbs-standby]}
+  - {vmid: 106, type: vm, name: locked, lock: backup, tags: [pbs-standby]}
+"""

@@ -39,7 +39,7 @@ Package: pbs-standby
 Version: $version
 Architecture: amd64
 Maintainer: pbs-standby developers <pbs-standby@localhost>
-Depends: libmicrohttpd12, libcrypt1, libsqlite3-0, zlib1g
+Depends: libmicrohttpd12, libcrypt1, libsqlite3-0, zlib1g, libstdc++6, libgcc-s1
 Recommends: curl
 Section: admin
 Priority: optional

@@ -28,6 +28,9 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
     public var restoredBytesTotal: Int64
     public var successes: Int
     public var failures: Int
+    /// The VMID holding the current good copy (with keep_previous it alternates between the
+    /// primary and the primary + previous_vmid_offset).
+    public var liveVmid: Int?
 
     public init(source: String, vmid: Int, targetVmid: Int) {
         self.source = source
@@ -161,6 +164,9 @@ public final class StateStore: Sendable {
                 t.column("error", .text)
             }
             try db.create(index: "history_by_guest", on: "history", columns: ["source", "vmid", "id"])
+        }
+        m.registerMigration("2-live-vmid") { db in
+            try db.alter(table: "guest") { t in t.add(column: "liveVmid", .integer) }
         }
         return m
     }

@@ -225,8 +225,9 @@ struct FailoverCommand: AsyncParsableCommand {
             for r in ordered {
                 guard let volid = r.restoredVolid.flatMap(Volid.init(parsing:)) else { print("\(r.key): no standby copy"); failed = true; continue }
                 do {
-                    let upid = try await client.start(node: config.proxmox.node, type: volid.type, vmid: r.targetVmid)
-                    print("\(r.key): starting \(r.targetVmid) (\(upid))")
+                    let vmid = r.liveVmid ?? r.targetVmid
+                    let upid = try await client.start(node: config.proxmox.node, type: volid.type, vmid: vmid)
+                    print("\(r.key): starting \(vmid) (\(upid))")
                 } catch {
                     print("\(r.key): start failed: \(error)")
                     failed = true

@@ -246,3 +246,47 @@ struct RenderingTests {
         #expect(html.components(separatedBy: "<tr class=\"guest\">").count - 1 == rig.runtime.reconciler.snapshot.guests.count)
     }
 }
+
+@Suite("keep_previous (blue/green)")
+struct KeepPreviousTests {
+    /// The live copy is never the one overwritten; a failed restore leaves it untouched; after a
+    /// good restore the older copy is destroyed.
+    @Test func neverWithoutAGoodCopyUnderFailures() async throws {
+        var scenario = Scenario()
+        scenario.pbsStorages = [.init(id: "pbs-prod", datastore: "s")]
+        scenario.targetStorages = [.init(id: "local-lvm", total: 4 << 40)]
+        scenario.backedUp = [.init(vmid: 101, type: .vm, name: "web", storage: "pbs-prod", disks: [4 * Rig.gib], interval: 3600)]
+        let rig = try Rig(scenario: scenario) { c in
+            c.restore.keepPrevious = true
+            c.restore.previousVmidOffset = 1000
+            c.restore.backoff = [.seconds(60)]
+        }
+        func goodCopies() -> [Int] {
+            [101, 1101].filter { vmid in
+                guard let g = rig.simulator.guestSnapshot(vmid), Marker.isTagged(g.tags) else { return false }
+                return Marker.volid(inDescription: rig.simulator.guestDescription(vmid)) != nil
+            }
+        }
+        await rig.once()
+        #expect(goodCopies() == [101], "first copy in the primary slot")
+        var live = 101
+        for round in 0..<6 {
+            rig.clock.advance(by: 3600)
+            let fail = round % 3 == 1
+            rig.simulator.setRestoreFails(101, fail)
+            await rig.once()
+            let copies = goodCopies()
+            #expect(!copies.isEmpty, "round \(round): a good copy exists")
+            if fail {
+                #expect(copies == [live], "round \(round): a failed restore leaves the live copy untouched")
+            } else {
+                #expect(copies.count == 1 && copies[0] != live, "round \(round): the new copy is in the other slot, the old one destroyed")
+                live = copies[0]
+            }
+            #expect(rig.guest(101)?.targetVmid == live, "status shows which VMID holds the live copy")
+        }
+        // No restore ever targeted the live slot.
+        let posts = rig.simulator.journal().filter { $0.method == "POST" && $0.path.hasSuffix("/qemu") }
+        #expect(posts.count >= 5)
+    }
+}

@@ -151,15 +151,21 @@ public final class Reconciler: Service, Sendable {
             }
             for (vmid, entries) in byVmid where source.include.contains(vmid) && !source.exclude.contains(vmid) {
                 let key = GuestKey(source: source.storage, vmid: vmid)
-                let settings = config.effective(source: source, vmid: vmid)
+                var settings = config.effective(source: source, vmid: vmid)
                 let type = entries.first!.volid.type
                 var input = GuestInput(source: source.storage, vmid: vmid, type: type, settings: settings)
                 input.latest = newestEligible(entries, now: now, settle: config.restore.settle.seconds, requireVerified: config.restore.requireVerified)
                 let record = records[key]
-                let target = guests[settings.targetVmid]
+                // Where the good copy lives and where the next restore goes. With keep_previous the
+                // two slots alternate, so the live copy is never the one being overwritten.
+                let slots = await self.slots(record: record, primary: settings.targetVmid, type: type, guests: guests)
+                settings.targetVmid = slots.restoreInto
+                input.settings = settings
+                let target = guests[slots.restoreInto]
+                let liveGuest = guests[slots.live]
                 input.target = target
                 input.targetTagged = target.map { Marker.isTagged($0.tags) } ?? false
-                input.storeOwnsTarget = record?.ownsTarget == true && record?.targetVmid == settings.targetVmid
+                input.storeOwnsTarget = record?.ownsTarget == true && (record?.targetVmid == slots.restoreInto || record?.liveVmid == slots.restoreInto)
                 input.held = record?.held ?? false
                 input.failedOver = record?.failedOver ?? false
                 input.inFlight = inFlight[key] != nil
@@ -169,20 +175,21 @@ public final class Reconciler: Service, Sendable {
                     input.failedAttemptsOfLatest = record?.failedVolidAttempts ?? 0
                 }
                 if let ts = settings.targetStorage { input.targetFreeBytes = free[ts] }
-                // What is on the standby: our record while the target still carries our tag;
+                // What is on the standby: our record while the live slot still carries our tag;
                 // without a record (state file lost), the marker in the guest's description.
                 var restored: StatusSnapshot.Backup?
-                if let target, Marker.isTagged(target.tags), target.type == type {
+                if let liveGuest, Marker.isTagged(liveGuest.tags), liveGuest.type == type {
                     if let rv = record?.restoredVolid, let rt = record?.restoredBackupTime {
                         restored = .init(volid: rv, backupTime: rt, size: record?.restoredBytes)
-                    } else if let cfg = try? await client.guestConfig(node: node, type: target.type, vmid: target.vmid),
+                    } else if let cfg = try? await client.guestConfig(node: node, type: liveGuest.type, vmid: liveGuest.vmid),
                               let v = Marker.volid(inDescription: cfg.description) {
                         restored = .init(volid: v.description, backupTime: v.backupTime, size: nil)
-                        input.targetProtected = cfg.protection
-                        _ = try? store.update(key, targetVmid: settings.targetVmid) { r in
+                        if slots.live == slots.restoreInto { input.targetProtected = cfg.protection }
+                        _ = try? store.update(key, targetVmid: slots.live) { r in
                             r.restoredVolid = v.description
                             r.restoredBackupTime = v.backupTime
                             r.ownsTarget = true
+                            r.liveVmid = slots.live
                         }
                     }
                 }
@@ -213,7 +220,7 @@ public final class Reconciler: Service, Sendable {
                 }
                 views[key] = StatusSnapshot.Guest(
                     key: key, type: type, name: Self.name(target: target, record: record, vmid: vmid, entries: entries),
-                    targetVmid: settings.targetVmid, targetNode: node, state: decision.state, blockedReason: blocked,
+                    targetVmid: restored != nil ? slots.live : slots.restoreInto, targetNode: node, state: decision.state, blockedReason: blocked,
                     restored: restored, latest: input.latest.map { .init(volid: $0.volid.description, backupTime: $0.volid.backupTime, size: $0.size) },
                     pendingBackups: newer, rpoTarget: settings.rpoTarget.seconds, priority: settings.priority,
                     progress: inFlight[key]?.progress, consecutiveFailures: record?.consecutiveFailures ?? 0,
@@ -250,6 +257,29 @@ public final class Reconciler: Service, Sendable {
             s.lastViews = views
         }
         publish(loopAt: now)
+    }
+
+    /// The live slot (holding the current copy) and the slot the next restore goes into.
+    func slots(record: GuestRecord?, primary: Int, type: GuestType, guests: [Int: GuestResource]) async -> (live: Int, restoreInto: Int) {
+        guard config.restore.keepPrevious else { return (primary, primary) }
+        let secondary = primary + config.restore.previousVmidOffset
+        func tagged(_ vmid: Int) -> Bool { guests[vmid].map { Marker.isTagged($0.tags) && $0.type == type } ?? false }
+        var live = primary
+        if let l = record?.liveVmid, l == primary || l == secondary, tagged(l) {
+            live = l
+        } else if tagged(primary) && tagged(secondary) {
+            // State lost: the newer marker is the live copy.
+            let node = config.proxmox.node
+            let a = try? await client.guestConfig(node: node, type: type, vmid: primary)
+            let b = try? await client.guestConfig(node: node, type: type, vmid: secondary)
+            let ta = Marker.volid(inDescription: a?.description)?.backupTime ?? 0
+            let tb = Marker.volid(inDescription: b?.description)?.backupTime ?? 0
+            live = tb > ta ? secondary : primary
+        } else if tagged(secondary) {
+            live = secondary
+        }
+        guard tagged(live) else { return (live, live) }  // no copy yet: restore into the live slot
+        return (live, live == primary ? secondary : primary)
     }
 
     private static func name(target: GuestResource?, record: GuestRecord?, vmid: Int, entries: [BackupEntry]) -> String {

@@ -145,11 +145,13 @@ extension Reconciler {
                 r.startedByUs = job.settings.startAfterRestore
                 r.restoredBytesTotal += job.backup.size
                 r.successes += 1
+                r.liveVmid = job.settings.targetVmid
             }
             events?.restoreSucceeded(source: job.key.source, type: job.type, duration: duration, bytes: job.backup.size)
             logger.info("restore succeeded", metadata: meta.merging(["duration_seconds": "\(Int(duration))"]) { $1 })
             updateView(job.key) { v in
                 v.restored = .init(volid: job.backup.volid.description, backupTime: job.backup.volid.backupTime, size: job.backup.size)
+                v.targetVmid = job.settings.targetVmid
                 v.state = .idle
                 v.lastSuccessAt = now
                 v.lastDuration = duration
@@ -159,6 +161,7 @@ extension Reconciler {
                 v.restoredBytesTotal += job.backup.size
                 v.pendingBackups = 0
             }
+            if config.restore.keepPrevious { await removePreviousCopy(job) }
             finishInFlight(job.key, observedBytesPerSecond: duration > 0 ? Double(job.backup.size) / duration : nil)
         case .failure(let reason, let message):
             try? store.finishRestore(historyID, result: "failure", error: message, at: now)
@@ -193,6 +196,28 @@ extension Reconciler {
             // Leave the history row `running`: the next start re-attaches to the PVE task.
             logger.info("service stopping; the PVE task keeps running and is followed again at the next start", metadata: meta)
             finishInFlight(job.key, observedBytesPerSecond: nil)
+        }
+    }
+
+    /// keep_previous: after the new copy is good (TASK OK + marker), destroy the older copy in the
+    /// other slot — only when it is ours and safe to touch.
+    func removePreviousCopy(_ job: RestoreJob) async {
+        let node = config.proxmox.node
+        let newSlot = job.settings.targetVmid
+        guard let primary = config.sources.first(where: { $0.storage == job.key.source }).map({ config.effective(source: $0, vmid: job.key.vmid).targetVmid }) else { return }
+        let old = newSlot == primary ? primary + config.restore.previousVmidOffset : primary
+        guard let guests = try? await client.guests(), let g = guests.first(where: { $0.vmid == old && $0.node == node }) else { return }
+        guard Marker.isTagged(g.tags), g.type == job.type, g.lock == nil, g.status != "running" else {
+            logger.info("previous copy kept: not ours, locked or running", metadata: ["vmid": "\(job.key.vmid)", "target_vmid": "\(old)"])
+            return
+        }
+        if let cfg = try? await client.guestConfig(node: node, type: g.type, vmid: old), cfg.protection { return }
+        do {
+            let upid = try await client.destroy(node: node, type: g.type, vmid: old)
+            _ = try await follow(upid, key: nil, diskSizes: [])
+            logger.info("previous copy destroyed", metadata: ["vmid": "\(job.key.vmid)", "target_vmid": "\(old)", "upid": "\(upid)"])
+        } catch {
+            logger.warning("previous copy not destroyed", metadata: ["vmid": "\(job.key.vmid)", "target_vmid": "\(old)", "error": "\(error)"])
         }
     }
 

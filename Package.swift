@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // The version and the git revision (written by a build-tool plugin before each build).
@@ -111,7 +112,8 @@ let package = Package(
             dependencies: ["StandbyCore"]),
         .testTarget(
             name: "StandbyServiceTests",
-            dependencies: ["StandbyService", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP"]),
+            dependencies: ["StandbyService", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
+                           .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: []),

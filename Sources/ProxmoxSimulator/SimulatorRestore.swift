@@ -115,7 +115,7 @@ extension PVESimulator {
         } else {
             if type == .vm { lines.append((duration, "rescan volumes...")) }
             effect = .restoreSucceeded(vmid: vmid, type: type, name: source.name, tags: tags, description: description,
-                                       disks: source.disks, storage: storageID, start: p["start"] == "1")
+                                       disks: source.disks, storage: storageID, start: p["start"] == "1" || p["live-restore"] == "1")
         }
         // A forced VM restore frees the old disks first (§3.1 step 2); count the new ones at the start.
         s.targetUsed[storageID, default: target.used] += size - (existing?.storage == storageID ? (existing?.disks.reduce(0, +) ?? 0) : 0)

@@ -204,6 +204,8 @@ struct FailoverCommand: AsyncParsableCommand {
     @Argument(help: "Backed-up VMIDs (or --all).") var vmids: [Int] = []
     @Flag(help: "Every selected guest with a standby copy.") var all = false
     @Flag(name: .customLong("no-start"), help: "Only freeze restores.") var noStart = false
+    @Flag(help: "First live-restore VMs whose copy is behind a newer complete backup (PVE's live-restore starts them at once).")
+    var latest = false
 
     func run() async throws {
         global.bootstrapLogging()
@@ -224,8 +226,27 @@ struct FailoverCommand: AsyncParsableCommand {
             var failed = false
             for r in ordered {
                 guard let volid = r.restoredVolid.flatMap(Volid.init(parsing:)) else { print("\(r.key): no standby copy"); failed = true; continue }
+                let vmid = r.liveVmid ?? r.targetVmid
+                if latest, volid.type == .vm, let newer = try? await client.backups(node: config.proxmox.node, storage: r.source, vmid: r.vmid)
+                    .filter({ $0.isComplete && $0.volid.backupTime > volid.backupTime }).max(by: { $0.volid.backupTime < $1.volid.backupTime }) {
+                    var request = ProxmoxClient.RestoreRequest(node: config.proxmox.node, vmid: vmid, archive: newer.volid,
+                                                               storage: config.sources.first { $0.storage == r.source }.map { config.effective(source: $0, vmid: r.vmid).targetStorage } ?? nil)
+                    request.liveRestore = true
+                    request.tags = [Marker.tag]
+                    request.description = Marker.description(volid: newer.volid, restoredAt: Date().timeIntervalSince1970)
+                    do {
+                        let upid = try await client.restore(request)
+                        try store.update(r.key, targetVmid: vmid) { g in
+                            g.restoredVolid = newer.volid.description
+                            g.restoredBackupTime = newer.volid.backupTime
+                        }
+                        print("\(r.key): live-restoring \(newer.volid) into \(vmid) (\(upid))")
+                        continue
+                    } catch {
+                        print("\(r.key): live-restore failed, starting the existing copy: \(error)")
+                    }
+                }
                 do {
-                    let vmid = r.liveVmid ?? r.targetVmid
                     let upid = try await client.start(node: config.proxmox.node, type: volid.type, vmid: vmid)
                     print("\(r.key): starting \(vmid) (\(upid))")
                 } catch {

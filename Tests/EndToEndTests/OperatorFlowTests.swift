@@ -68,6 +68,22 @@ struct OperatorFlowTests {
         await sim.stopTicking()
     }
 
+    @Test func failoverLatestLiveRestoresANewerBackup() async throws {
+        let sim = try SimulatorProcess(scenario: endToEndScenario)
+        defer { sim.stop() }
+        let config = try sim.config(statePath: sim.dir.appendingPathComponent("state.db").path)
+        sim.startTicking()
+        _ = try run(["once", "--config.file", config])
+        await sim.stopTicking()
+        sim.advance(3600)  // production took another backup of 101 (hourly), not of 103 (daily)
+        let (rc, out, err) = try run(["failover", "101", "103", "--latest", "--config.file", config])
+        #expect(rc == 0, "\(out)\(err)")
+        let live = sim.restorePosts(vmid: 101).last
+        #expect(live?.parameters["live-restore"] == "1" && live?.parameters["tags"] == "pbs-standby")
+        #expect(!sim.journal().contains { $0.path == "/nodes/pve-standby/qemu/101/status/start" }, "live-restore starts it itself")
+        #expect(sim.journal().contains { $0.path == "/nodes/pve-standby/qemu/103/status/start" }, "103's copy is current: started")
+    }
+
     /// kill -9 during a restore, then a restart: the running PVE task is followed, not repeated.
     @Test func killDuringARestoreThenRestartReattaches() async throws {
         let scenario = """

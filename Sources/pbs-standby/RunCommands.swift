@@ -119,7 +119,17 @@ struct StatusCommand: AsyncParsableCommand {
             let address = try global.listenAddress(configured: nil, fallback: "127.0.0.1:\(defaultPort)")
             let host = address.host.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "127.0.0.1"
             let url = URL(string: "http://\(host):\(address.port)/api/v1/status")!
-            let (data, _) = try await fetchURL(url)
+            let data: Data
+            do { (data, _) = try await fetchURL(url) } catch {
+                // The service is not answering: show what the state file knows.
+                guard let config = try? loadConfig(global), let store = try? StateStore(path: config.statePath, exclusive: false) else { throw error }
+                FileHandle.standardError.write(Data("service not reachable at \(url); showing the state file \(config.statePath)\n".utf8))
+                print("SOURCE\tVMID\tTARGET\tHELD\tFAILED_OVER\tFAILURES\tRESTORED")
+                for r in try store.guests().values.sorted(by: { $0.key < $1.key }) {
+                    print("\(r.source)\t\(r.vmid)\t\(r.liveVmid ?? r.targetVmid)\t\(r.held)\t\(r.failedOver)\t\(r.consecutiveFailures)\t\(r.restoredVolid ?? "-")")
+                }
+                return
+            }
             if json { FileHandle.standardOutput.write(data); return }
             guard let doc = try? JSONValue.parse(Array(data), path: "/api/v1/status"), let guests = doc["guests"]?.array else {
                 throw UsageError(message: "\(url): not a pbs-standby status document")

@@ -84,6 +84,38 @@ struct OperatorFlowTests {
         #expect(sim.journal().contains { $0.path == "/nodes/pve-standby/qemu/103/status/start" }, "103's copy is current: started")
     }
 
+    /// `run` keeps up as backups appear: after simulated hours every hourly guest's copy is recent.
+    @Test func runKeepsUpAsBackupsAppear() async throws {
+        let sim = try SimulatorProcess(scenario: endToEndScenario)
+        defer { sim.stop() }
+        let state = sim.dir.appendingPathComponent("state.db").path
+        let config = try sim.config(statePath: state)
+        let port = Int.random(in: 55001...60000)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate(); p.waitUntilExit() } }
+        sim.startTicking(step: 15)
+        try await Task.sleep(for: .seconds(16))  // ~8000 simulated seconds: new hourly backups appeared
+        await sim.stopTicking()
+        try await Task.sleep(for: .seconds(2))  // let the service finish following what runs
+        let posts = sim.restorePosts()
+        for vmid in [101, 102, 201, 203] {
+            #expect(posts.filter { $0.vmid == vmid }.count >= 2, "\(vmid) restored again after its next backup")
+        }
+        // The status command reads the running service.
+        let (rc, out, _) = try run(["status", "--web.listen-address", "127.0.0.1:\(port)"])
+        #expect(rc == 0 && out.contains("pbs-prod\t101\t101\t"))
+        p.terminate()
+        p.waitUntilExit()
+        // Without the service, status falls back to the state file.
+        let (rc2, out2, err2) = try run(["status", "--web.listen-address", "127.0.0.1:\(port)", "--config.file", config])
+        #expect(rc2 == 0 && out2.contains("pbs-prod\t101\t101\tfalse"), "\(out2)\(err2)")
+    }
+
     /// kill -9 during a restore, then a restart: the running PVE task is followed, not repeated.
     @Test func killDuringARestoreThenRestartReattaches() async throws {
         let scenario = """

@@ -54,7 +54,7 @@ final class SimulatorProcess {
           path: \(statePath)
         restore:
           workers: 2
-          poll_interval: 6s
+          poll_interval: 2s
           rpo_target: 2h
         sources:
           - storage: pbs-prod

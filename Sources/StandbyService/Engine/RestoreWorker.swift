@@ -80,7 +80,7 @@ extension Reconciler {
         var tracker = RestoreProgress(diskSizes: diskSizes)
         var seen = 0
         let deadline = clock.now() + config.restore.taskTimeout.seconds
-        let interval = max(1, min(5, config.restore.pollInterval.seconds / 6))
+        let interval = max(0.5, min(5, config.restore.pollInterval.seconds / 4))
         var transientErrors = 0
         while true {
             try Task.checkCancellation()

@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "pbs-standby", targets: ["pbs-standby"]),
         .executable(name: "http-bench-server", targets: ["HTTPBenchServer"]),
+        .executable(name: "rpo-bench", targets: ["RPOBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -97,6 +98,11 @@ let package = Package(
             name: "HTTPBenchServer",
             dependencies: ["MicroHTTP", "StandbyService", .product(name: "Logging", package: "swift-log"), .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Benchmarks/HTTPBenchServer"),
+        .executableTarget(
+            name: "RPOBench",
+            dependencies: ["StandbyService", "StandbyCore", "StandbyStore", "ProxmoxSimulator", "ProxmoxAPI",
+                           .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/RPOBench"),
         .testTarget(
             name: "MicroHTTPTests",
             dependencies: [

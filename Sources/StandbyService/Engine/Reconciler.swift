@@ -17,6 +17,8 @@ public final class Reconciler: Service, Sendable {
     let clock: any EngineClock
     let logger: Logger
     let events: (any RestoreEventSink)?
+    /// Orders restore candidates; swappable so the RPO benchmark can compare policies.
+    let schedulingPolicy: @Sendable ([RestoreCandidate]) -> [RestoreCandidate]
     private let state: Mutex<EngineState>
     /// The latest published snapshot.
     public let published: Mutex<StatusSnapshot>
@@ -33,6 +35,8 @@ public final class Reconciler: Service, Sendable {
         var sources: [String: StatusSnapshot.Source] = [:]
         var queue: [GuestKey] = []
         var lastViews: [GuestKey: StatusSnapshot.Guest] = [:]
+        /// The record each view's history was loaded for: history is re-read only when it changed.
+        var historyFor: [GuestKey: GuestRecord] = [:]
         /// Bytes per second observed in successful restores (exponentially smoothed).
         var throughput: Double = 300 * 1_048_576
         var workerFinished = false
@@ -40,7 +44,9 @@ public final class Reconciler: Service, Sendable {
 
     /// Creates the reconciler.
     public init(config: StandbyConfig, client: ProxmoxClient, store: StateStore, clock: any EngineClock,
-                logger: Logger = Logger(label: "pbs-standby.engine"), events: (any RestoreEventSink)? = nil) {
+                logger: Logger = Logger(label: "pbs-standby.engine"), events: (any RestoreEventSink)? = nil,
+                schedulingPolicy: @escaping @Sendable ([RestoreCandidate]) -> [RestoreCandidate] = SchedulingPolicy.order) {
+        self.schedulingPolicy = schedulingPolicy
         self.config = config
         self.client = client
         self.store = store
@@ -72,7 +78,7 @@ public final class Reconciler: Service, Sendable {
                 while waited < interval, !Task.isCancelled, !Task.isShuttingDownGracefully {
                     do { try await clock.sleep(step) } catch { break }
                     waited += step
-                    if state.withLock({ s in defer { s.workerFinished = false }; return s.workerFinished }) { break }
+                    if takeWorkerFinished() { break }
                 }
             }
             group.cancelAll()
@@ -141,6 +147,8 @@ public final class Reconciler: Service, Sendable {
         let rules = PlanRules(adopt: config.restore.adopt, retriesPerBackup: config.restore.retriesPerBackup, spaceMargin: config.restore.spaceMargin)
         let (inFlight, throughput) = state.withLock { ($0.inFlight, $0.throughput) }
         var views: [GuestKey: StatusSnapshot.Guest] = [:]
+        var historyFor: [GuestKey: GuestRecord] = [:]
+        let previous = state.withLock { (views: $0.lastViews, historyFor: $0.historyFor) }
         var candidates: [RestoreCandidate] = []
         var restoreOf: [GuestKey: (BackupEntry, Bool, GuestSettings, GuestType)] = [:]
         for source in config.sources {
@@ -214,10 +222,16 @@ public final class Reconciler: Service, Sendable {
                 var blocked: BlockReason?
                 if case .blocked(let r) = decision { blocked = r }
                 let newer = entries.filter { $0.isComplete && $0.volid.backupTime > (restored?.backupTime ?? 0) }.count
-                let history = ((try? store.history(key, limit: 10)) ?? []).map {
-                    StatusSnapshot.LastRestore(startedAt: $0.startedAt, finishedAt: $0.finishedAt, duration: $0.duration,
-                                               result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid)
+                let history: [StatusSnapshot.LastRestore]
+                if let record, let cached = previous.historyFor[key], cached == record, let old = previous.views[key]?.history {
+                    history = old
+                } else {
+                    history = ((try? store.history(key, limit: 10)) ?? []).map {
+                        StatusSnapshot.LastRestore(startedAt: $0.startedAt, finishedAt: $0.finishedAt, duration: $0.duration,
+                                                   result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid)
+                    }
                 }
+                if let record { historyFor[key] = record }
                 views[key] = StatusSnapshot.Guest(
                     key: key, type: type, name: Self.name(target: target, record: record, vmid: vmid, entries: entries),
                     targetVmid: restored != nil ? slots.live : slots.restoreInto, targetNode: node, state: decision.state, blockedReason: blocked,
@@ -231,7 +245,7 @@ public final class Reconciler: Service, Sendable {
             }
         }
         // 5. Schedule: policy order, global and per-source worker limits.
-        let ordered = SchedulingPolicy.order(candidates)
+        let ordered = schedulingPolicy(candidates)
         var running = inFlight.count
         var perSource = Dictionary(grouping: inFlight.keys, by: \.source).mapValues(\.count)
         var queue: [GuestKey] = []
@@ -255,6 +269,7 @@ public final class Reconciler: Service, Sendable {
         state.withLock { s in
             s.queue = queue
             s.lastViews = views
+            s.historyFor = historyFor
         }
         publish(loopAt: now)
     }
@@ -335,6 +350,12 @@ public final class Reconciler: Service, Sendable {
 
     func markInFlight(_ key: GuestKey, volid: Volid, startedAt: Double, upid: UPID?) {
         state.withLock { $0.inFlight[key] = InFlight(volid: volid, startedAt: startedAt, upid: upid) }
+    }
+
+    /// Whether a worker finished since the last call (and clears the flag): the loop passes again
+    /// at once instead of waiting for the poll interval.
+    public func takeWorkerFinished() -> Bool {
+        state.withLock { s in defer { s.workerFinished = false }; return s.workerFinished }
     }
 
     /// Sources that refreshed at least once (readiness).

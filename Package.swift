@@ -121,6 +121,9 @@ let package = Package(
             dependencies: ["StandbyService", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
                            .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(
+            name: "FuzzTests",
+            dependencies: ["StandbyCore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "ConfigSupport"]),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: []),
     ],

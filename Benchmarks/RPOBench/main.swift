@@ -21,7 +21,7 @@ while let a = args.popFirst() {
 
 let start = 1_795_000_000.0
 let warmup = 86400.0
-let days = quick ? 2.0 : 7.0
+let days = quick ? 0.5 : 7.0
 let workloads = [Workload.a(), Workload.b(), Workload.c()].filter { only?.contains($0.name) ?? true }
 var results: [Result] = []
 for w in workloads {
@@ -31,7 +31,7 @@ for w in workloads {
 }
 
 func h(_ s: Double) -> String { String(format: "%.2f", s / 3600) }
-print("simulated: \(Int(days)) days after 1 day of warm-up; ages in hours\n")
+print("simulated: \(Int(days * 24)) h measured after \(Int(warmup / 3600)) h of warm-up; ages in hours\n")
 print("workload policy       mean   p95    max    no_copy  restores redundant  TiB_restored  prio_mean prio_max  lower  cap    mean/lower mean/cap wall_s")
 var csv = "workload,policy,mean_age_s,p95_age_s,max_age_s,without_copy_fraction,restores,redundant,bytes_restored,prio_mean_age_s,prio_max_age_s,lower_bound_s,cap_bound_s,wall_s\n"
 for r in results {

@@ -61,8 +61,18 @@ public struct Volid: Sendable, Hashable, Codable, CustomStringConvertible, Compa
         var tt = time_t(t)
         var tmv = tm()
         gmtime_r(&tt, &tmv)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
-                      tmv.tm_hour, tmv.tm_min, tmv.tm_sec)
+        var out = [UInt8](repeating: 0, count: 20)
+        func put(_ v: Int32, _ at: Int, _ width: Int) {
+            var v = v
+            for i in stride(from: at + width - 1, through: at, by: -1) { out[i] = UInt8(48 + v % 10); v /= 10 }
+        }
+        put(tmv.tm_year + 1900, 0, 4); out[4] = 45
+        put(tmv.tm_mon + 1, 5, 2); out[7] = 45
+        put(tmv.tm_mday, 8, 2); out[10] = 84
+        put(tmv.tm_hour, 11, 2); out[13] = 58
+        put(tmv.tm_min, 14, 2); out[16] = 58
+        put(tmv.tm_sec, 17, 2); out[19] = 90
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses `YYYY-MM-DDTHH:MM:SSZ` (exactly that shape).

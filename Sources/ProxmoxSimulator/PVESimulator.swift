@@ -30,6 +30,10 @@ public final class PVESimulator: Sendable {
         var guests: [Int: SimGuest] = [:]
         var tasks: [String: SimTask] = [:]
         var taskOrder: [String] = []
+        /// Tasks whose end effect is not applied yet, in start order (settling scans only these).
+        var unsettled: [String] = []
+        /// Rendered backup listings per storage, valid until the next backup starts or completes.
+        var listingCache: [String: (validUntil: Double, from: Double, value: JSONValue)] = [:]
         var journal: [JournalEntry] = []
         var faults: [Scenario.Fault]
         var restoreFails: Set<Int>
@@ -253,8 +257,14 @@ public final class PVESimulator: Sendable {
                                        notes: complete ? g.notes : nil))
             }
         }
-        // PVE sorts by lower-cased volid (§2).
-        return out.sorted { $0.volid.description.lowercased() < $1.volid.description.lowercased() }
+        // PVE sorts by lower-cased volid (§2): storage, then type, then the id as text, then the
+        // ISO time (which sorts like the number).
+        return out.sorted { a, b in
+            let x = a.volid, y = b.volid
+            if x.type != y.type { return x.type.rawValue < y.type.rawValue }
+            if x.vmid != y.vmid { return String(x.vmid) < String(y.vmid) }
+            return x.backupTime < y.backupTime
+        }
     }
 
     /// The size PBS reports for a snapshot: the sum of its archives (disks plus a small config blob).
@@ -289,8 +299,36 @@ public final class PVESimulator: Sendable {
         _ = pbs
         if let c = p["content"], c != "backup" { return .ok(.array([])) }
         let vmidFilter = p["vmid"].flatMap(Int.init)
+        if vmidFilter == nil, let cached = s.listingCache[storage], now >= cached.from, now < cached.validUntil {
+            return .ok(cached.value)
+        }
+        let result = renderListing(storage: storage, now: now, vmidFilter: vmidFilter)
+        if vmidFilter == nil { s.listingCache[storage] = (nextListingChange(storage: storage, now: now), now, result) }
+        return .ok(result)
+    }
+
+    /// The next time the listing of `storage` changes: a scheduled backup starts or a running one completes.
+    private func nextListingChange(storage: String, now: Double) -> Double {
+        var next = Double.infinity
+        for g in scenario.backedUp where g.storage == storage && g.interval > 0 {
+            let duration = Double(g.size) / scenario.backupBytesPerSecond
+            var t = ((now - g.offset) / g.interval).rounded(.down) * g.interval + g.offset
+            // Completions of backups that started up to `duration` ago, then the next start.
+            while t <= now + g.interval {
+                if t > now { next = min(next, t) }
+                if t + duration > now { next = min(next, t + duration) }
+                t += g.interval
+            }
+            // Older starts still running (duration longer than the interval).
+            var back = t - g.interval
+            while back + duration > now && back > now - duration - g.interval { next = min(next, back + duration); back -= g.interval }
+        }
+        return next
+    }
+
+    private func renderListing(storage: String, now: Double, vmidFilter: Int?) -> JSONValue {
         let entries = backupEntries(storage: storage, now: now).filter { vmidFilter == nil || $0.volid.vmid == vmidFilter }
-        return .ok(.array(entries.map { e in
+        return .array(entries.map { e in
             var o: [String: JSONValue] = [
                 "volid": .string(e.volid.description), "format": .string(e.volid.type == .vm ? "pbs-vm" : "pbs-ct"),
                 "content": .string("backup"), "subtype": .string(e.volid.type.apiType), "vmid": .number(Double(e.volid.vmid)),
@@ -301,7 +339,7 @@ public final class PVESimulator: Sendable {
             }
             if let n = e.notes { o["notes"] = .string(n) }
             return .object(o)
-        }))
+        })
     }
 
     // MARK: - Guests (reference §5)

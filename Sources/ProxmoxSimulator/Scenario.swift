@@ -218,6 +218,29 @@ extension Scenario {
         return type
     }
 
+    /// A large generated fleet for load and scrape benchmarks: `count` guests (one in four a
+    /// container), 2–64 GiB, hourly to daily backups, seeded.
+    public static func generated(count: Int, seed: UInt64 = 7) -> Scenario {
+        var s = demo()
+        s.existing = []
+        var state = seed
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let intervals: [Double] = [3600, 4 * 3600, 24 * 3600]
+        s.backedUp = (0..<count).map { i in
+            let interval = intervals[Int(next() % 3)]
+            return BackedUpGuest(vmid: 1000 + i, type: i % 4 == 3 ? .ct : .vm, name: "guest\(1000 + i)", storage: "pbs-prod",
+                                 disks: [Int64(2 + next() % 63) << 30], interval: interval,
+                                 offset: Double(next() % UInt64(interval)), history: 1)
+        }
+        return s
+    }
+
     /// The built-in demo scenario: 12 backed-up guests (VMs and CTs, 2–200 GiB, hourly and
     /// 15-minute backups, one whose restores fail, one backup always in progress at start),
     /// plus a foreign guest and a locked guest on the standby.

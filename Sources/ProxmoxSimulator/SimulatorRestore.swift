@@ -193,13 +193,22 @@ extension PVESimulator {
         s.tasks[upid.description] = SimTask(upid: upid, start: now, end: end, lines: all,
                                             exitStatus: error ?? "OK", effect: effect)
         s.taskOrder.append(upid.description)
+        s.unsettled.append(upid.description)
         return upid
     }
 
     /// Applies the effects of tasks that ended by `now`, in order, once.
     func settle(_ s: inout State, now: Double) {
-        for key in s.taskOrder {
-            guard var task = s.tasks[key], !task.applied, task.end <= now else { continue }
+        guard !s.unsettled.isEmpty else { return }
+        var remaining: [String] = []
+        var due: [String] = []
+        for key in s.unsettled {
+            if let t = s.tasks[key], t.end <= now { due.append(key) } else { remaining.append(key) }
+        }
+        guard !due.isEmpty else { return }
+        s.unsettled = remaining
+        for key in due {
+            guard var task = s.tasks[key], !task.applied else { continue }
             task.applied = true
             s.tasks[key] = task
             switch task.effect {

@@ -31,6 +31,9 @@ public struct StandbyConfig: Sendable {
         public var requireVerified = false
         public var rpoTarget: Duration = .seconds(7200)
         public var taskTimeout: Duration = .seconds(12 * 3600)
+        /// How often a running task's status and log are read; nil: a quarter of
+        /// `poll_interval`, between 0.5 s and 5 s.
+        public var taskPollInterval: Duration?
         public var adopt = false
         /// Backoff steps after consecutive failures (pvesr-like: 5, 10, 15, 30 min).
         public var backoff: [Duration] = [.seconds(300), .seconds(600), .seconds(900), .seconds(1800)]
@@ -124,6 +127,7 @@ public struct StandbyConfig: Sendable {
             c.restore.requireVerified = try r.bool("require_verified") ?? false
             c.restore.rpoTarget = try r.duration("rpo_target") ?? c.restore.rpoTarget
             c.restore.taskTimeout = try r.duration("task_timeout") ?? c.restore.taskTimeout
+            c.restore.taskPollInterval = try r.duration("task_poll_interval")
             c.restore.adopt = try r.bool("adopt") ?? false
             c.restore.retriesPerBackup = try r.int("retries_per_backup", range: 1...1000) ?? c.restore.retriesPerBackup
             c.restore.spaceMargin = try r.double("space_margin") ?? c.restore.spaceMargin

@@ -48,6 +48,33 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
     }
 
     public var key: GuestKey { GuestKey(source: source, vmid: vmid) }
+
+    /// Decodes a row by column name (several times faster than the Codable path, and the state
+    /// is read on every pass).
+    public init(row: Row) {
+        source = row["source"]
+        vmid = row["vmid"]
+        targetVmid = row["targetVmid"]
+        restoredVolid = row["restoredVolid"]
+        restoredBackupTime = row["restoredBackupTime"]
+        restoredBytes = row["restoredBytes"]
+        lastAttemptAt = row["lastAttemptAt"]
+        lastSuccessAt = row["lastSuccessAt"]
+        lastDuration = row["lastDuration"]
+        consecutiveFailures = row["consecutiveFailures"]
+        nextRetryAt = row["nextRetryAt"]
+        lastError = row["lastError"]
+        failedVolid = row["failedVolid"]
+        failedVolidAttempts = row["failedVolidAttempts"]
+        held = row["held"]
+        failedOver = row["failedOver"]
+        ownsTarget = row["ownsTarget"]
+        startedByUs = row["startedByUs"]
+        restoredBytesTotal = row["restoredBytesTotal"]
+        successes = row["successes"]
+        failures = row["failures"]
+        liveVmid = row["liveVmid"]
+    }
 }
 
 /// One restore attempt (`result`: running, success, failure, interrupted).

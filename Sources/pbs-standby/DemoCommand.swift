@@ -19,6 +19,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Simulated seconds per real second (default 60: one real second is a simulated minute).")
     var speed: Double = 60
 
+    @Option(help: "Replace the built-in 12-guest scenario by a generated fleet of this many guests (load tests).")
+    var guests: Int?
+
+    @Option(help: "Restore workers.")
+    var workers: Int = 2
+
     func run() async throws {
         global.bootstrapLogging()
         try await exitOnError {
@@ -26,11 +32,13 @@ struct DemoCommand: AsyncParsableCommand {
             let address = try global.listenAddress(configured: nil, fallback: "127.0.0.1:\(defaultPort)")
             let web = try global.webConfig(configured: nil)
             let statePath = global.statePath ?? (NSTemporaryDirectory() + "pbs-standby-demo-\(getpid())/state.db")
-            let scenario = Scenario.demo()
+            if let g = guests, !(1...100_000).contains(g) { throw UsageError(message: "--guests must be 1…100000") }
+            let scenario = guests.map { Scenario.generated(count: $0) } ?? Scenario.demo()
             let simClock = AcceleratedClock(speed: speed)
             let clock = ScaledClock(simClock)
             let simulator = PVESimulator(scenario: scenario, clock: simClock)
-            let config = StandbyRuntime.demoConfig(scenario: scenario, statePath: statePath)
+            var config = StandbyRuntime.demoConfig(scenario: scenario, statePath: statePath)
+            config.restore.workers = max(1, workers)
             let store: StateStore
             do { store = try StateStore(path: statePath) } catch { throw UsageError(message: "--state.path: \(error)") }
             let runtime = StandbyRuntime(config: config, transport: InProcessTransport(simulator: simulator), store: store, clock: clock)

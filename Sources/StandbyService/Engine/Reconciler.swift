@@ -22,6 +22,8 @@ public final class Reconciler: Service, Sendable {
     private let state: Mutex<EngineState>
     /// The latest published snapshot.
     public let published: Mutex<StatusSnapshot>
+    /// Position of each guest in the published snapshot.
+    private let publishedIndex = Mutex<[GuestKey: Int]>([:])
 
     struct InFlight: Sendable {
         var volid: Volid
@@ -307,17 +309,21 @@ public final class Reconciler: Service, Sendable {
     /// Builds and publishes the snapshot from the engine state.
     func publish(loopAt: Double? = nil) {
         let s = state.withLock { $0 }
-        var guests = Array(s.lastViews.values)
-        for i in guests.indices {
-            if let f = s.inFlight[guests[i].key] {
-                guests[i].state = .restoring
-                guests[i].progress = f.progress
-            } else if guests[i].state == .restoring {
-                guests[i].progress = nil
+        let queued = Set(s.queue)
+        var guests: [StatusSnapshot.Guest] = []
+        guests.reserveCapacity(s.lastViews.count)
+        for key in s.lastViews.keys.sorted() {
+            var g = s.lastViews[key]!
+            if let f = s.inFlight[key] {
+                g.state = .restoring
+                g.progress = f.progress
+            } else if g.state == .restoring {
+                g.progress = nil
             }
-            if s.queue.contains(guests[i].key) { guests[i].state = .queued }
+            if queued.contains(key) { g.state = .queued }
+            guests.append(g)
         }
-        guests.sort { $0.key < $1.key }
+        let index = Dictionary(uniqueKeysWithValues: guests.enumerated().map { ($1.key, $0) })
         published.withLock { p in
             p.service.queueLength = s.queue.count
             p.service.restoresInProgress = s.inFlight.count
@@ -325,6 +331,7 @@ public final class Reconciler: Service, Sendable {
             p.sources = config.sources.map { s.sources[$0.storage] ?? .init(storage: $0.storage, up: false, lastRefreshAt: nil, error: "not refreshed yet", refreshErrors: 0) }
             p.guests = guests
         }
+        publishedIndex.withLock { $0 = index }
     }
 
     /// Applies a finished restore to the in-memory view so status shows it before the next pass.
@@ -332,10 +339,20 @@ public final class Reconciler: Service, Sendable {
         state.withLock { s in if var v = s.lastViews[key] { change(&v); s.lastViews[key] = v } }
     }
 
+    /// Updates one guest's progress in place (called on every task-log poll; a full publish
+    /// would rebuild the whole snapshot each time).
     func setProgress(_ key: GuestKey, _ ratio: Double) {
         state.withLock { $0.inFlight[key]?.progress = ratio }
-        publish()
+        guard let i = publishedIndex.withLock({ $0[key] }) else { return }
+        published.withLock { p in
+            guard i < p.guests.count, p.guests[i].key == key else { return }
+            p.guests[i].progress = ratio
+            p.guests[i].state = .restoring
+        }
     }
+
+    /// The restore throughput observed so far (bytes per second, smoothed).
+    func currentThroughput() -> Double { state.withLock { $0.throughput } }
 
     func setUPID(_ key: GuestKey, _ upid: UPID) { state.withLock { $0.inFlight[key]?.upid = upid } }
 

@@ -80,8 +80,10 @@ extension Reconciler {
         var tracker = RestoreProgress(diskSizes: diskSizes)
         var seen = 0
         let deadline = clock.now() + config.restore.taskTimeout.seconds
-        let interval = max(0.5, min(5, config.restore.pollInterval.seconds / 4))
+        let interval = config.restore.taskPollInterval?.seconds ?? max(0.5, min(5, config.restore.pollInterval.seconds / 4))
         var transientErrors = 0
+        let started = clock.now()
+        let expectedSeconds = job.map { Double($0.backup.size) / currentThroughput() }
         while true {
             try Task.checkCancellation()
             do throws(ProxmoxError) {
@@ -110,7 +112,15 @@ extension Reconciler {
             if clock.now() > deadline {
                 return .failure(reason: "timeout", message: "task \(upid) still running after restore.task_timeout (\(formatDurationSeconds(config.restore.taskTimeout.seconds))); left running in PVE")
             }
-            try await clock.sleep(interval)
+            // Poll every `interval` near the expected end; while much of the restore remains, sleep
+            // half of it (at most a minute), so long restores cost few API calls and the end is
+            // still noticed within `interval`.
+            var pause = interval
+            if let expectedSeconds {
+                let remaining = started + expectedSeconds - clock.now()
+                pause = max(interval, min(60, remaining / 2))
+            }
+            try await clock.sleep(pause)
         }
     }
 

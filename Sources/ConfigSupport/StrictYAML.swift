@@ -192,11 +192,16 @@ public final class StrictMapping {
     }
 }
 
-/// Parses `30s`, `15m`, `2h`, `1d`, `1h30m`, `500ms` or a plain number of seconds.
+/// Parses `30s`, `15m`, `2h`, `1d`, `1h30m`, `500ms` or a plain number of seconds; at most
+/// 100 years (a longer or overflowing value is not a duration, it is a typo).
 public func parseDuration(_ text: String) -> Duration? {
     let t = text.trimmingCharacters(in: .whitespaces)
     if t.isEmpty { return nil }
-    if let secs = Double(t), secs >= 0 { return .milliseconds(Int64((secs * 1000).rounded())) }
+    let limit: Int64 = 100 * 365 * 86_400_000
+    if let secs = Double(t) {
+        guard secs >= 0, secs * 1000 <= Double(limit) else { return nil }
+        return .milliseconds(Int64((secs * 1000).rounded()))
+    }
     var total: Int64 = 0
     var number = ""
     var i = t.startIndex
@@ -219,7 +224,10 @@ public func parseDuration(_ text: String) -> Duration? {
         case "w": ms = 7 * 86_400_000
         default: return nil
         }
-        total += n * ms
+        let (product, o1) = n.multipliedReportingOverflow(by: ms)
+        let (sum, o2) = total.addingReportingOverflow(product)
+        guard !o1, !o2, sum <= limit else { return nil }
+        total = sum
         sawUnit = true
     }
     guard number.isEmpty, sawUnit else { return nil }

@@ -150,9 +150,18 @@ extension Scenario {
         let root = try StrictMapping.parse(yaml: yaml)
         var s = Scenario()
         s.node = try root.string("node") ?? s.node
-        if let v = try root.double("restore_mib_per_s") { s.restoreBytesPerSecond = v * 1_048_576 }
-        if let v = try root.double("backup_mib_per_s") { s.backupBytesPerSecond = v * 1_048_576 }
+        if let v = try root.double("restore_mib_per_s") {
+            guard v > 0, v < 1e9 else { throw root.error("restore_mib_per_s", root.node("restore_mib_per_s"), "must be a positive number") }
+            s.restoreBytesPerSecond = v * 1_048_576
+        }
+        if let v = try root.double("backup_mib_per_s") {
+            guard v > 0, v < 1e9 else { throw root.error("backup_mib_per_s", root.node("backup_mib_per_s"), "must be a positive number") }
+            s.backupBytesPerSecond = v * 1_048_576
+        }
         s.taskFailureProbability = try root.double("task_failure_probability") ?? 0
+        guard (0...1).contains(s.taskFailureProbability) else {
+            throw root.error("task_failure_probability", root.node("task_failure_probability"), "must be from 0 to 1")
+        }
         s.seed = UInt64(try root.int("seed", range: 0...Int.max) ?? 42)
         s.keepLast = try root.int("keep_last", range: 1...1000) ?? 10
         for (i, node) in (try root.sequence("pbs_storages") ?? []).enumerated() {
@@ -165,6 +174,9 @@ extension Scenario {
             let m = try StrictMapping(node: node, path: "target_storages[\(i)]")
             guard let id = try m.string("id") else { throw m.error("id", nil, "required") }
             let total = try m.double("total_gib") ?? 1000, used = try m.double("used_gib") ?? 0
+            guard (0...100_000_000).contains(total), (0...total).contains(used) else {
+                throw m.error("total_gib", m.node("total_gib"), "sizes must be from 0 to 100000000 GiB, used ≤ total")
+            }
             s.targetStorages.append(TargetStorage(id: id, type: try m.string("type") ?? "lvmthin",
                                                   total: Int64(total * 1_073_741_824), used: Int64(used * 1_073_741_824)))
             try m.finish()
@@ -175,14 +187,15 @@ extension Scenario {
             let type = try guestType(m)
             guard let storage = try m.string("storage") ?? s.pbsStorages.first?.id else { throw m.error("storage", nil, "required (no pbs_storages defined)") }
             let disks = try (m.stringList("disks_gib") ?? ["8"]).enumerated().map { (j, t) throws(ConfigError) -> Int64 in
-                guard let g = Double(t), g > 0 else { throw ConfigError(path: "backups[\(i)].disks_gib[\(j)]", line: m.lineOf("disks_gib"), message: "expected a size in GiB") }
+                guard let g = Double(t), g > 0, g <= 1_000_000 else { throw ConfigError(path: "backups[\(i)].disks_gib[\(j)]", line: m.lineOf("disks_gib"), message: "expected a size in GiB from 0 to 1000000") }
                 return Int64(g * 1_073_741_824)
             }
             let verification = try m.string("verification") ?? "ok"
             guard ["ok", "failed", "none"].contains(verification) else { throw m.error("verification", m.node("verification"), "expected ok, failed or none") }
             s.backedUp.append(BackedUpGuest(
                 vmid: vmid, type: type, name: try m.string("name") ?? "guest\(vmid)", storage: storage, disks: disks,
-                interval: (try m.duration("interval") ?? .seconds(3600)).seconds, offset: (try m.duration("offset") ?? .zero).seconds,
+                interval: (try m.duration("interval") ?? .seconds(3600)).seconds,
+                offset: (try m.duration("offset") ?? .zero).seconds,
                 verification: verification == "none" ? nil : verification, history: try m.int("history", range: 0...1000) ?? 2,
                 restoreFails: try m.bool("restore_fails") ?? false, tags: try m.stringList("tags") ?? [], notes: try m.string("notes")))
             try m.finish()

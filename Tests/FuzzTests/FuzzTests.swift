@@ -3,6 +3,7 @@ import MicroHTTP
 import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
+import ConfigSupport
 import Testing
 
 /// Seeded random-input harness (libFuzzer's `-sanitize=fuzzer` needs a toolchain runtime this
@@ -130,7 +131,7 @@ struct FuzzTests {
             _ = payload.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             shutdown(fd, Int32(SHUT_WR))
             var buf = [UInt8](repeating: 0, count: 4096)
-            var tv = timeval(tv_sec: 2, tv_usec: 0)
+            var tv = timeval(tv_sec: 0, tv_usec: 200_000)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             let n = recv(fd, &buf, buf.count, 0)
             if n > 12, let status = Int(String(decoding: buf[9..<12], as: UTF8.self)) {
@@ -168,4 +169,24 @@ func connectLoopback(_ port: UInt16) -> Int32? {
     let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
     if rc != 0 { close(fd); return nil }
     return fd
+}
+
+/// Crashes the fuzzer found, kept as regression tests.
+@Suite("Fuzz regressions")
+struct FuzzRegressions {
+    /// `disks_gib: [1e999]` and friends trapped converting Double to Int64.
+    @Test func hugeSizesAreErrorsNotTraps() {
+        for yaml in ["backups: [{vmid: 1, disks_gib: [999999999999999999999]}]\n", "backups: [{vmid: 1, disks_gib: [1e999]}]\n",
+                     "target_storages: [{id: t, total_gib: 1e300}]\n", "restore_mib_per_s: 1e999\n", "task_failure_probability: 7\n"] {
+            #expect(throws: ConfigError.self) { _ = try Scenario.parse(yaml: yaml) }
+        }
+    }
+
+    @Test func hugeDurationsAreErrorsNotTraps() {
+        for text in ["999999999999999999999s", "1e300", "9223372036854775807d", "99999999999999999h30m"] {
+            #expect(parseDuration(text) == nil, "\(text)")
+        }
+        #expect(parseDuration("1h30m") == .seconds(5400))
+        #expect(parseDuration("500ms") == .milliseconds(500))
+    }
 }

@@ -39,7 +39,7 @@ final class Harness: @unchecked Sendable {
             client = ProxmoxClient(transport: try HTTPSTransport(url: url, token: simulator.token, verification: .fingerprint(s.fingerprint!)))
         case .pvesh:
             manual = nil
-            simulator = PVESimulator(scenario: scenario, clock: AcceleratedClock(epoch: Harness.start, speed: 2000))
+            simulator = PVESimulator(scenario: scenario, clock: AcceleratedClock(epoch: Harness.start, speed: 200))
             let s = try SimulatorServer(simulator: simulator, address: .init(host: "127.0.0.1", port: 0), tls: false)
             let url = try s.start()
             server = s

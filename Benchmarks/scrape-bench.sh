@@ -28,7 +28,7 @@ for guests in ${GUESTS:-100 1000}; do
     cpu_ms=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", (b-a)*1000/hz/n}')
     echo "scrape-bench guests=$guests path=$path bytes=$plain gzip_bytes=$gz gzip_ratio=$(awk -v a=$plain -v b=$gz 'BEGIN{printf "%.1f", a/b}') req_per_s=$rps p50=$p50 p99=$p99 cpu_ms_per_req=$cpu_ms ${errs:+errors: $errs}"
   done
-  echo "scrape-bench guests=$guests peak_rss_mb=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$pid/status) loop_last_run_age_s=$(curl -s 127.0.0.1:$port/metrics | awk '/^pbs_standby_loop_last_run_timestamp_seconds/ {print $2}')"
+  echo "scrape-bench guests=$guests peak_rss_mb=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$pid/status) rss_now_mb=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$state"
 done

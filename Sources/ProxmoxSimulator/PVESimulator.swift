@@ -133,6 +133,7 @@ public final class PVESimulator: Sendable {
                 return r
             }
             let result = route(&s, now: now, method, path, p)
+            trim(&s)
             if method != .get {
                 let status: Int
                 if case .error(let st, _, _) = result { status = st } else { status = 200 }
@@ -146,6 +147,21 @@ public final class PVESimulator: Sendable {
     public func pendingDelay(_ method: APIMethod, _ path: String) -> Double {
         state.withLock { s in
             s.faults.first { f in f.delay > 0 && (f.method == nil || f.method == method.rawValue) && (f.path.map { path.contains($0) } ?? true) }?.delay ?? 0
+        }
+    }
+
+    /// Bounds memory for long runs: the journal keeps the last 50,000 calls, finished tasks the
+    /// last 5,000 (older UPIDs then answer "no such task", like a rotated PVE task log).
+    private func trim(_ s: inout State) {
+        if s.journal.count > 60_000 { s.journal.removeFirst(s.journal.count - 50_000) }
+        if s.taskOrder.count > 6_000 {
+            let drop = s.taskOrder.count - 5_000
+            let unsettled = Set(s.unsettled)
+            var kept: [String] = []
+            for (i, key) in s.taskOrder.enumerated() {
+                if i < drop && !unsettled.contains(key) { s.tasks[key] = nil } else { kept.append(key) }
+            }
+            s.taskOrder = kept
         }
     }
 

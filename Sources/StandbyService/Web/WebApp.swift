@@ -1,5 +1,6 @@
 import Foundation
 import MicroHTTP
+import Synchronization
 
 /// The routes of pbs-standby's HTTP endpoint. Every handler reads what the service published;
 /// none waits for the reconcile loop.
@@ -37,8 +38,12 @@ public struct WebApp: Sendable {
         }
         if let status {
             let now = self.now
-            router.get("/") { _ in .text(StatusPage.render(status(), now: now()), contentType: "text/html; charset=utf-8") }
-            router.get("/api/v1/status") { _ in .json(Array((StatusJSON.status(status(), now: now()).serialized() + "\n").utf8)) }
+            // Rendered at most once a second, like /metrics: a status poller cannot make the
+            // service re-serialise 1000 guests per request.
+            let page = RenderCache { ResponseBody(Array(StatusPage.render(status(), now: now()).utf8)) }
+            let json = RenderCache { ResponseBody(Array((StatusJSON.status(status(), now: now()).serialized() + "\n").utf8)) }
+            router.get("/") { _ in HTTPResponse(contentType: "text/html; charset=utf-8", body: page.body()) }
+            router.get("/api/v1/status") { _ in HTTPResponse(contentType: "application/json", body: json.body()) }
             router.get("/api/v1/guests/{vmid}") { req in
                 guard let vmid = req.pathParameters["vmid"].flatMap(Int.init) else {
                     return .jsonError("'\(req.pathParameters["vmid"] ?? "")' is not a VMID", status: 400)
@@ -67,4 +72,24 @@ enum LandingPage {
         <li><a href="/-/ready">Readiness</a></li></ul></body></html>
 
         """
+}
+
+/// A response body rendered at most once per `maxAge`; concurrent requests share it.
+final class RenderCache: Sendable {
+    private let render: @Sendable () -> ResponseBody
+    private let maxAge: Duration
+    private let cached = Mutex<(at: ContinuousClock.Instant, body: ResponseBody)?>(nil)
+
+    init(maxAge: Duration = .seconds(1), _ render: @escaping @Sendable () -> ResponseBody) {
+        self.render = render
+        self.maxAge = maxAge
+    }
+
+    func body() -> ResponseBody {
+        let now = ContinuousClock.now
+        if let c = cached.withLock({ $0 }), now - c.at < maxAge { return c.body }
+        let body = render()
+        cached.withLock { $0 = (now, body) }
+        return body
+    }
 }

@@ -119,7 +119,8 @@ let package = Package(
         .testTarget(
             name: "StandbyServiceTests",
             dependencies: ["StandbyService", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
-                           .product(name: "PropertyBased", package: "swift-property-based")]),
+                           .product(name: "PropertyBased", package: "swift-property-based"),
+                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "FuzzTests",
             dependencies: ["StandbyCore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "ConfigSupport"]),

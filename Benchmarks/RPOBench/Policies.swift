@@ -36,36 +36,14 @@ func runReconciler(_ w: Workload, policyName: String, policy: @escaping @Sendabl
     let priority = Set(w.guests.filter { $0.priority > 0 }.map(\.vmid))
     let reconciler = rt.reconciler
 
-    func settle() async {
-        var spins = 0
-        while clock.sleeperCount < reconciler.inFlightKeys.count && spins < 10_000_000 {
-            await Task.yield()
-            spins += 1
-        }
-    }
     func copies() -> [Int: Double?] {
         var out: [Int: Double?] = [:]
         for g in w.guests { out[g.vmid] = .some(nil) }
         for g in reconciler.snapshot.guests { out[g.key.vmid] = g.restored.map { Double($0.backupTime) } }
         return out
     }
-
-    await withTaskGroup(of: Void.self) { group in
-        var nextPass = start
-        while clock.now() < end {
-            let now = clock.now()
-            if now >= nextPass || reconciler.takeWorkerFinished() {
-                await reconciler.pass(group: &group)
-                nextPass = now + 60
-                await settle()
-            }
-            let next = min(clock.nextDeadline ?? .infinity, nextPass, end)
-            recorder.sample(to: next, copies: copies(), priority: priority)
-            clock.advance(to: next)
-            await settle()
-        }
-        group.cancelAll()
-        clock.advance(to: .infinity)
+    await SimulationDriver(reconciler: reconciler, clock: clock).run(until: end) { _, next in
+        recorder.sample(to: next, copies: copies(), priority: priority)
     }
     let history = try store.allHistory()
     let successes = history.filter { $0.result == "success" }

@@ -150,12 +150,13 @@ public final class PVESimulator: Sendable {
         }
     }
 
-    /// Bounds memory for long runs: the journal keeps the last 50,000 calls, finished tasks the
-    /// last 5,000 (older UPIDs then answer "no such task", like a rotated PVE task log).
+    /// Bounds memory for long runs: the journal keeps the last 20,000 calls, finished tasks the
+    /// last 1,000 with their logs (older UPIDs then answer "no such task", like a rotated PVE
+    /// task log).
     private func trim(_ s: inout State) {
-        if s.journal.count > 60_000 { s.journal.removeFirst(s.journal.count - 50_000) }
-        if s.taskOrder.count > 6_000 {
-            let drop = s.taskOrder.count - 5_000
+        if s.journal.count > 24_000 { s.journal.removeFirst(s.journal.count - 20_000) }
+        if s.taskOrder.count > 1_200 {
+            let drop = s.taskOrder.count - 1_000
             let unsettled = Set(s.unsettled)
             var kept: [String] = []
             for (i, key) in s.taskOrder.enumerated() {

@@ -70,10 +70,12 @@ public final class Reconciler: Service, Sendable {
     /// Re-attaches to restores recorded as running, then passes every `poll_interval` (sooner
     /// when a worker finished) until graceful shutdown. PVE tasks keep running on shutdown.
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            await reattach(group: &group)
+        // A discarding group: finished workers are freed at once (a plain TaskGroup keeps every
+        // finished child until it is awaited — weeks of restores would pile up).
+        await withDiscardingTaskGroup { group in
+            await reattach { group.addTask(operation: $0) }
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                await pass(group: &group)
+                await pass { group.addTask(operation: $0) }
                 let interval = config.restore.pollInterval.seconds
                 var waited = 0.0
                 let step = min(interval, 1)
@@ -92,11 +94,11 @@ public final class Reconciler: Service, Sendable {
     public func runOnce() async -> Bool {
         let before = Set(((try? store.allHistory()) ?? []).compactMap(\.id))
         await withTaskGroup(of: Void.self) { group in
-            await reattach(group: &group)
-            await pass(group: &group)
+            await reattach { group.addTask(operation: $0) }
+            await pass { group.addTask(operation: $0) }
             // Guests queued behind busy workers get their turn as workers free up.
             while await group.next() != nil {
-                if state.withLock({ !$0.queue.isEmpty }) { await pass(group: &group) }
+                if state.withLock({ !$0.queue.isEmpty }) { await pass { group.addTask(operation: $0) } }
             }
         }
         publish()
@@ -106,8 +108,8 @@ public final class Reconciler: Service, Sendable {
 
     // MARK: - Pass
 
-    /// Reads, plans, starts restores into `group`, publishes.
-    public func pass(group: inout TaskGroup<Void>) async {
+    /// Reads, plans, starts restores through `spawn` (a task group's addTask), publishes.
+    public func pass(spawn: (@escaping @Sendable () async -> Void) -> Void) async {
         let now = clock.now()
         let node = config.proxmox.node
         // 1. Catalogue: one listing per source.
@@ -266,10 +268,15 @@ public final class Reconciler: Service, Sendable {
             views[c.key]?.progress = 0
             let job = RestoreJob(key: c.key, type: type, backup: backup, settings: settings, stopFirst: stopFirst,
                                  existingTarget: guests[settings.targetVmid])
-            group.addTask { await self.execute(job) }
+            spawn { await self.execute(job) }
         }
         state.withLock { s in
             s.queue = queue
+            // A restore that ended while this pass was reading already updated its view; keep
+            // that (restored copy, idle/failing) over the `restoring` this pass saw.
+            for (key, view) in views where view.state == .restoring && s.inFlight[key] == nil {
+                if let finished = s.lastViews[key] { views[key] = finished }
+            }
             s.lastViews = views
             s.historyFor = historyFor
         }

@@ -232,7 +232,7 @@ extension Reconciler {
     }
 
     /// At start: restores recorded as running are followed to their real end, never restarted.
-    func reattach(group: inout TaskGroup<Void>) async {
+    func reattach(spawn: (@escaping @Sendable () async -> Void) -> Void) async {
         guard let running = try? store.runningRestores(), !running.isEmpty else { return }
         let node = config.proxmox.node
         for h in running {
@@ -259,7 +259,7 @@ extension Reconciler {
             markInFlight(key, volid: volid, startedAt: h.startedAt, upid: upid)
             logger.info("re-attaching to a restore task started before the restart",
                         metadata: ["vmid": "\(h.vmid)", "upid": "\(upid)", "volid": "\(volid)"])
-            group.addTask {
+            spawn {
                 let outcome: RestoreOutcome
                 do { outcome = try await self.follow(upid, key: key, diskSizes: [], job: job) } catch { outcome = .detached }
                 await self.record(outcome, job: job, historyID: h.id!, started: h.startedAt,

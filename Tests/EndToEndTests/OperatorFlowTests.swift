@@ -118,6 +118,16 @@ struct OperatorFlowTests {
 
     /// kill -9 during a restore, then a restart: the running PVE task is followed, not repeated.
     @Test func killDuringARestoreThenRestartReattaches() async throws {
+        try await restartDuringARestore(signal: SIGKILL)
+    }
+
+    /// SIGTERM during a restore: the service stops at once, the PVE task keeps running, and the
+    /// next start follows it to its end.
+    @Test func sigtermDuringARestoreThenRestartReattaches() async throws {
+        try await restartDuringARestore(signal: SIGTERM)
+    }
+
+    func restartDuringARestore(signal: Int32) async throws {
         let scenario = """
         node: pve-standby
         pbs_storages: [{id: pbs-prod, datastore: store1}]
@@ -144,8 +154,11 @@ struct OperatorFlowTests {
         for _ in 0..<100 where sim.restorePosts(vmid: 300).isEmpty { try await Task.sleep(for: .milliseconds(100)) }
         #expect(sim.restorePosts(vmid: 300).count == 1)
         try await Task.sleep(for: .milliseconds(300))  // the UPID is stored right after the POST
-        kill(first.processIdentifier, SIGKILL)
+        let stopAt = Date()
+        kill(first.processIdentifier, signal)
         first.waitUntilExit()
+        #expect(Date().timeIntervalSince(stopAt) < 3, "stops promptly")
+        if signal == SIGTERM { #expect(first.terminationStatus == 0, "graceful exit on SIGTERM") }
         // Restart; let time run; the task ends and is recorded, with no second POST.
         let second = try startService()
         defer { second.terminate(); second.waitUntilExit() }

@@ -113,12 +113,13 @@ extension Reconciler {
                 return .failure(reason: "timeout", message: "task \(upid) still running after restore.task_timeout (\(formatDurationSeconds(config.restore.taskTimeout.seconds))); left running in PVE")
             }
             // Poll every `interval` near the expected end; while much of the restore remains, sleep
-            // half of it (at most a minute), so long restores cost few API calls and the end is
-            // still noticed within `interval`.
+            // half of it (at most one poll interval, at most a minute), so long restores cost few
+            // API calls, progress is refreshed each poll interval, and the end is still noticed
+            // within `interval`.
             var pause = interval
             if let expectedSeconds {
                 let remaining = started + expectedSeconds - clock.now()
-                pause = max(interval, min(60, remaining / 2))
+                pause = max(interval, min(60, config.restore.pollInterval.seconds, remaining / 2))
             }
             try await clock.sleep(pause)
         }

@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PORT ?= 8216
 
-.PHONY: demo test build release deps test-deps bench-http deb clean
+.PHONY: demo test build release deps test-deps bench-http bench-rpo bench-scrape load-test deb clean
 
 ## Run the service against the built-in simulator on 127.0.0.1:$(PORT).
 demo: deps
@@ -34,6 +34,17 @@ bench-http: test-deps
 ## Debian package (static release binary, unit, examples, alerts, dashboard) into out/.
 deb: deps
 	scripts/build-deb.sh
+
+## RPO benchmark (full: 7 simulated days, about 10 minutes; QUICK=1 for about 2 minutes).
+bench-rpo: deps
+	$(SWIFT) run -c release rpo-bench $(if $(QUICK),--quick,)
+
+## Scrape cost at 100 and 1000 guests; load test at 1000 guests.
+bench-scrape: test-deps
+	Benchmarks/scrape-bench.sh
+
+load-test: test-deps
+	Benchmarks/load-test.sh
 
 clean:
 	rm -rf .build

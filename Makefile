@@ -12,8 +12,7 @@ demo: deps
 ## Run every test: Swift Testing suites (loopback HTTP, SQLite, subprocesses, promtool, Prometheus).
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
-	scripts/check-monitoring.sh
+	scripts/run-tests.sh
 
 deps:
 	scripts/install-deps.sh

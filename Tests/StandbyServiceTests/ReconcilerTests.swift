@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
@@ -22,7 +23,10 @@ final class Rig: @unchecked Sendable {
         config.restore.workers = 2
         configure(&config)
         store = try StateStore(path: config.statePath)
-        runtime = StandbyRuntime(config: config, transport: InProcessTransport(simulator: simulator), store: store, clock: VirtualClock(clock))
+        var logger = Logger(label: "pbs-standby.engine")
+        logger.logLevel = .warning
+        runtime = StandbyRuntime(config: config, transport: InProcessTransport(simulator: simulator), store: store, clock: VirtualClock(clock),
+                                 logger: logger)
     }
 
     /// One `once`-style pass: plan, restore, follow to the end (virtual time advances).

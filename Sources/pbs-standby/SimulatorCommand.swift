@@ -26,6 +26,9 @@ struct SimulatorCommand: AsyncParsableCommand {
     @Option(help: "Simulated seconds per real second (1 = real time).")
     var speed: Double = 1
 
+    @Option(help: "Serve a generated fleet of this many guests instead of the built-in scenario.")
+    var guests: Int?
+
     @Flag(name: .customLong("manual-clock"), help: "Freeze time; advance it with POST /_sim/advance?seconds=N.")
     var manualClock = false
 
@@ -40,6 +43,9 @@ struct SimulatorCommand: AsyncParsableCommand {
                     throw UsageError(message: "--scenario: cannot read '\(path)'")
                 }
                 do { scenario = try Scenario.parse(yaml: text) } catch { throw UsageError(message: "\(path): \(error)") }
+            } else if let guests {
+                guard (1...100_000).contains(guests) else { throw UsageError(message: "--guests must be 1…100000") }
+                scenario = .generated(count: guests)
             } else {
                 scenario = .demo()
             }

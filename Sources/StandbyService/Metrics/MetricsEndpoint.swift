@@ -11,7 +11,13 @@ public final class MetricsEndpoint: Sendable {
     private let process: ProcessMetrics
     private let beforeRender: @Sendable () -> Void
     private let maxAge: Duration
-    private let cache = Mutex<(at: ContinuousClock.Instant, body: ResponseBody)?>(nil)
+    private let cache = Mutex<CacheState>(CacheState())
+
+    struct CacheState {
+        var at: ContinuousClock.Instant?
+        var body: ResponseBody?
+        var rendering = false
+    }
 
     /// The exposition format's media type.
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -31,14 +37,27 @@ public final class MetricsEndpoint: Sendable {
         info.set(1.0)
     }
 
-    /// The current exposition (cached up to `maxAge`).
+    /// The current exposition (cached up to `maxAge`). When it is stale, one request renders
+    /// it and concurrent ones get the previous body meanwhile: a burst of scrapes never renders
+    /// the same exposition many times at once.
     public func body() -> ResponseBody {
         let now = ContinuousClock.now
-        if let cached = cache.withLock({ $0 }), now - cached.at < maxAge { return cached.body }
+        enum Step { case serve(ResponseBody), render }
+        let step: Step = cache.withLock { c in
+            if let at = c.at, let body = c.body, now - at < maxAge { return .serve(body) }
+            if c.rendering, let body = c.body { return .serve(body) }
+            c.rendering = true
+            return .render
+        }
+        if case .serve(let body) = step { return body }
         process.update()
         beforeRender()
         let body = ResponseBody(registry.emitToBuffer())
-        cache.withLock { $0 = (now, body) }
+        cache.withLock { c in
+            c.at = now
+            c.body = body
+            c.rendering = false
+        }
         return body
     }
 

@@ -74,11 +74,12 @@ enum LandingPage {
         """
 }
 
-/// A response body rendered at most once per `maxAge`; concurrent requests share it.
+/// A response body rendered at most once per `maxAge`; while one request re-renders a stale
+/// body, concurrent ones get the previous one.
 final class RenderCache: Sendable {
     private let render: @Sendable () -> ResponseBody
     private let maxAge: Duration
-    private let cached = Mutex<(at: ContinuousClock.Instant, body: ResponseBody)?>(nil)
+    private let cached = Mutex<(at: ContinuousClock.Instant?, body: ResponseBody?, rendering: Bool)>((nil, nil, false))
 
     init(maxAge: Duration = .seconds(1), _ render: @escaping @Sendable () -> ResponseBody) {
         self.render = render
@@ -87,9 +88,15 @@ final class RenderCache: Sendable {
 
     func body() -> ResponseBody {
         let now = ContinuousClock.now
-        if let c = cached.withLock({ $0 }), now - c.at < maxAge { return c.body }
+        let stale: ResponseBody? = cached.withLock { c in
+            if let at = c.at, let body = c.body, now - at < maxAge { return body }
+            if c.rendering, let body = c.body { return body }
+            c.rendering = true
+            return nil
+        }
+        if let stale { return stale }
         let body = render()
-        cached.withLock { $0 = (now, body) }
+        cached.withLock { $0 = (now, body, false) }
         return body
     }
 }

@@ -74,17 +74,12 @@ struct Workload {
     }
 }
 
-/// SplitMix64 with uniform and normal draws (seeded: the workloads are the same on every run).
+/// Uniform and normal draws from the simulator's SplitMix64 (seeded: the workloads are the same
+/// on every run).
 struct Rng {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(state: seed) }
+    mutating func next() -> UInt64 { generator.next() }
     mutating func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(next() >> 11) / Double(1 << 53) }
     mutating func normal() -> Double {
         let u1 = max(uniform(0, 1), 1e-12), u2 = uniform(0, 1)

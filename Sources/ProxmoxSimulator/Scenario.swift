@@ -236,14 +236,8 @@ extension Scenario {
     public static func generated(count: Int, seed: UInt64 = 7) -> Scenario {
         var s = demo()
         s.existing = []
-        var state = seed
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var rng = SplitMix64(state: seed)
+        func next() -> UInt64 { rng.next() }
         let intervals: [Double] = [3600, 4 * 3600, 24 * 3600]
         s.backedUp = (0..<count).map { i in
             let interval = intervals[Int(next() % 3)]

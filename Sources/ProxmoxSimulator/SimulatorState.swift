@@ -66,10 +66,13 @@ public enum SimResult: Sendable {
     case error(status: Int, message: String, errors: [String: String])
 }
 
-/// Small deterministic PRNG (SplitMix64) so fault dice are reproducible per seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
+/// Small deterministic PRNG (SplitMix64): fault dice, generated fleets, benchmark workloads and
+/// fuzz inputs are reproducible from their seed.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    /// Starts from `state`.
+    public init(state: UInt64) { self.state = state }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

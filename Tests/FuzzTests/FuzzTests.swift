@@ -14,14 +14,9 @@ import Testing
 let iterations = Int(ProcessInfo.processInfo.environment["FUZZ_ITERATIONS"] ?? "") ?? 3000
 
 struct Mutator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var generator: SplitMix64
+    init(state: UInt64) { generator = SplitMix64(state: state) }
+    mutating func next() -> UInt64 { generator.next() }
     mutating func int(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
     static let tokens: [[UInt8]] = ["\"", "{", "}", "[", "]", ":", ",", "\n", "- ", ": ", "null", "1e999", "-1", "999999999999999999999",
                                    "\u{0}", "\\u0000", "%", "&", "=", "UPID:", "progress ", "%(", "\t", "'", "!!binary", "*a", "&a", "---"].map { Array($0.utf8) }

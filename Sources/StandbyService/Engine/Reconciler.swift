@@ -306,9 +306,10 @@ public final class Reconciler: Service, Sendable {
         return (live, live == primary ? secondary : primary)
     }
 
+    /// The guest's name as the restored copy carries it (PBS listings have no names).
     private static func name(target: GuestResource?, record: GuestRecord?, vmid: Int, entries: [BackupEntry]) -> String {
         if let n = target?.name, Marker.isTagged(target?.tags ?? []) { return n }
-        return entries.compactMap(\.notes).last.map { _ in "guest \(vmid)" } ?? "guest \(vmid)"
+        return "guest \(vmid)"
     }
 
     // MARK: - Publishing

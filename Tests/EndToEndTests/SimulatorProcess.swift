@@ -7,7 +7,7 @@ final class SimulatorProcess {
     let process = Process()
     var url = "", token = "", fingerprint = "", node = ""
     let dir: URL
-    private var ticking: Task<Void, Never>?
+    private var ticker: Ticker?
 
     init(scenario: String) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("sim-\(UUID().uuidString)")
@@ -81,21 +81,18 @@ final class SimulatorProcess {
 
     func advance(_ seconds: Double) { _ = call("POST", "/_sim/advance?seconds=\(seconds)") }
 
-    /// Lets simulated time run: `step` simulated seconds every 20 ms of real time.
+    /// Lets simulated time run: `step` simulated seconds every 20 ms of real time. The ticks come
+    /// from a dedicated thread: tests block cooperative threads while a CLI command runs, and a
+    /// ticker on the cooperative pool could then starve while the command waits for time to pass.
     func startTicking(step: Double = 20) {
-        let (url, token) = (self.url, self.token)
-        ticking = Task.detached {
-            while !Task.isCancelled {
-                _ = SimulatorProcess.call(url: url, token: token, "POST", "/_sim/advance?seconds=\(step)")
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-        }
+        let ticker = Ticker(url: url, token: token, step: step)
+        ticker.start()
+        self.ticker = ticker
     }
 
     func stopTicking() async {
-        ticking?.cancel()
-        _ = await ticking?.value
-        ticking = nil
+        ticker?.stop()
+        ticker = nil
     }
 
     struct Entry: Decodable { var method: String; var path: String; var vmid: Int?; var parameters: [String: String]; var status: Int }
@@ -111,7 +108,7 @@ final class SimulatorProcess {
     }
 
     func stop() {
-        ticking?.cancel()
+        ticker?.stop()
         if process.isRunning { process.terminate(); process.waitUntilExit() }
         try? FileManager.default.removeItem(at: dir)
     }
@@ -143,3 +140,38 @@ guests:
   - {vmid: 105, type: vm, name: running, status: running, tags: [pbs-standby]}
   - {vmid: 106, type: vm, name: locked, lock: backup, tags: [pbs-standby]}
 """
+
+/// Advances a simulator's manual clock from its own thread until stopped.
+final class Ticker: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopped = false
+    private let done = DispatchSemaphore(value: 0)
+    let url: String, token: String, step: Double
+
+    init(url: String, token: String, step: Double) {
+        self.url = url
+        self.token = token
+        self.step = step
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            while !isStopped {
+                _ = SimulatorProcess.call(url: url, token: token, "POST", "/_sim/advance?seconds=\(step)")
+                usleep(20_000)
+            }
+            done.signal()
+        }
+        thread.start()
+    }
+
+    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+
+    func stop() {
+        lock.lock()
+        let already = stopped
+        stopped = true
+        lock.unlock()
+        if !already { done.wait() }
+    }
+}

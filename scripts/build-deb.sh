@@ -56,5 +56,6 @@ if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 POST
 chmod 0755 "$root/DEBIAN/postinst"
 mkdir -p "$out"
-dpkg-deb -Zgzip ${strip_binary:+-z9} ${strip_binary:--z1} --root-owner-group --build "$root" "$out/pbs-standby_${version}_amd64.deb" >/dev/null
+level=-z1; [[ -n "${strip_binary:-}" ]] && level=-z9
+dpkg-deb -Zgzip "$level" --root-owner-group --build "$root" "$out/pbs-standby_${version}_amd64.deb" >/dev/null
 echo "$out/pbs-standby_${version}_amd64.deb"

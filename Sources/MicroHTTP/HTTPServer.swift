@@ -53,6 +53,9 @@ public final class HTTPServer: Service, Sendable {
         var context: Unmanaged<ServerContext>?
         var port: UInt16 = 0
         var stopped = false
+        /// The listen socket handed back by MHD_quiesce_daemon: ours to close, but only after
+        /// MHD_stop_daemon (MHD's threads may still use it until then).
+        var quiescedListenFD: Int32 = -1
     }
 
     /// Creates a server; nothing listens until ``start()`` or ``run()``.
@@ -122,7 +125,7 @@ public final class HTTPServer: Service, Sendable {
         let daemon = state.withLock { $0.daemon }
         guard let daemon else { return }
         let listenFD = MHD_quiesce_daemon(daemon)
-        if listenFD >= 0 { close(listenFD) }
+        if listenFD >= 0 { state.withLock { $0.quiescedListenFD = listenFD } }
         let deadline = ContinuousClock.now.advanced(by: configuration.shutdownGrace)
         while context.inFlight.load(ordering: .acquiring) > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(5))
@@ -132,11 +135,12 @@ public final class HTTPServer: Service, Sendable {
 
     /// Stops at once: open connections are closed, worker threads joined.
     public func stop() {
-        let (daemon, ctx) = state.withLock { s -> (OpaquePointer?, Unmanaged<ServerContext>?) in
-            defer { s.daemon = nil; s.context = nil; s.stopped = true }
-            return (s.daemon, s.context)
+        let (daemon, ctx, listenFD) = state.withLock { s -> (OpaquePointer?, Unmanaged<ServerContext>?, Int32) in
+            defer { s.daemon = nil; s.context = nil; s.stopped = true; s.quiescedListenFD = -1 }
+            return (s.daemon, s.context, s.quiescedListenFD)
         }
         if let daemon { MHD_stop_daemon(daemon) }
+        if listenFD >= 0 { close(listenFD) }
         ctx?.release()
         if daemon != nil { logger.info("stopped") }
     }

@@ -170,11 +170,9 @@ struct HoldCommand: AsyncParsableCommand {
         try await exitOnError {
             let config = try loadConfig(global)
             let store = try openStoreShared(config)
-            for vmid in vmids {
-                for src in config.sources where src.include.contains(vmid) && !src.exclude.contains(vmid) {
-                    try store.update(GuestKey(source: src.storage, vmid: vmid), targetVmid: config.effective(source: src, vmid: vmid).targetVmid) { $0.held = true }
-                    print("held \(src.storage)/\(vmid)")
-                }
+            for (key, targetVmid) in selectedGuests(config, vmids) {
+                try store.update(key, targetVmid: targetVmid) { $0.held = true }
+                print("held \(key)")
             }
         }
     }
@@ -191,18 +189,15 @@ struct ResumeCommand: AsyncParsableCommand {
         try await exitOnError {
             let config = try loadConfig(global)
             let store = try openStoreShared(config)
-            for vmid in vmids {
-                for src in config.sources where src.include.contains(vmid) && !src.exclude.contains(vmid) {
-                    let key = GuestKey(source: src.storage, vmid: vmid)
-                    if try store.guest(key)?.failedOver == true, !discardChanges {
-                        throw UsageError(message: "\(key) is failed over: resuming lets the next restore overwrite what it wrote since the failover; repeat with --discard-changes")
-                    }
-                    try store.update(key, targetVmid: config.effective(source: src, vmid: vmid).targetVmid) { r in
-                        r.held = false
-                        r.failedOver = false
-                    }
-                    print("resumed \(key)")
+            for (key, targetVmid) in selectedGuests(config, vmids) {
+                if try store.guest(key)?.failedOver == true, !discardChanges {
+                    throw UsageError(message: "\(key) is failed over: resuming lets the next restore overwrite what it wrote since the failover; repeat with --discard-changes")
                 }
+                try store.update(key, targetVmid: targetVmid) { r in
+                    r.held = false
+                    r.failedOver = false
+                }
+                print("resumed \(key)")
             }
         }
     }
@@ -273,4 +268,13 @@ struct FailoverCommand: AsyncParsableCommand {
 /// waits for no lock and uses SQLite's own locking.
 func openStoreShared(_ config: StandbyConfig) throws -> StateStore {
     do { return try StateStore(path: config.statePath, exclusive: false) } catch { throw UsageError(message: "\(error)") }
+}
+
+/// The backed-up guests `vmids` names in every source that selects them, with their target VMID.
+func selectedGuests(_ config: StandbyConfig, _ vmids: [Int]) -> [(GuestKey, Int)] {
+    vmids.flatMap { vmid in
+        config.sources.filter { $0.include.contains(vmid) && !$0.exclude.contains(vmid) }.map { src in
+            (GuestKey(source: src.storage, vmid: vmid), config.effective(source: src, vmid: vmid).targetVmid)
+        }
+    }
 }

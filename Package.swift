@@ -119,6 +119,7 @@ let package = Package(
         .testTarget(
             name: "StandbyServiceTests",
             dependencies: ["StandbyService", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
+                           .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "PropertyBased", package: "swift-property-based"),
                            .product(name: "Logging", package: "swift-log")]),
         .testTarget(

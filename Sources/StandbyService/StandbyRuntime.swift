@@ -38,7 +38,9 @@ public struct StandbyRuntime: Sendable {
     public func webApp(clock: any EngineClock) -> WebApp {
         let reconciler = self.reconciler
         var app = WebApp(metrics: metrics, isReady: {
-            reconciler.anySourceRefreshed ? (true, "") : (false, "no source refreshed yet")
+            let service = reconciler.snapshot.service
+            if !service.stateWritable { return (false, "the state file cannot be written: \(service.stateError ?? "")") }
+            return reconciler.anySourceRefreshed ? (true, "") : (false, "no source refreshed yet")
         })
         app.status = { reconciler.snapshot }
         app.now = { clock.now() }

@@ -113,7 +113,9 @@ public final class StateStore: Sendable {
     /// Opens (creating with mode 0600) the state file; with `exclusive` it takes the
     /// single-instance lock (one service per state file), without it (CLI changes such as
     /// `hold`) it relies on SQLite's own locking.
-    public init(path: String, exclusive: Bool = true) throws {
+    /// `busyTimeout`: how long a write waits for another connection's lock (a CLI `hold`
+    /// while the service writes) before failing.
+    public init(path: String, exclusive: Bool = true, busyTimeout: TimeInterval = 5) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
@@ -131,7 +133,9 @@ public final class StateStore: Sendable {
         }
         lockFD = fd
         do {
-            db = try DatabaseQueue(path: path)
+            var configuration = Configuration()
+            configuration.busyMode = busyTimeout > 0 ? .timeout(busyTimeout) : .immediateError
+            db = try DatabaseQueue(path: path, configuration: configuration)
             try Self.migrator.migrate(db)
         } catch {
             if fd >= 0 { close(fd) }
@@ -194,6 +198,12 @@ public final class StateStore: Sendable {
         }
         m.registerMigration("2-live-vmid") { db in
             try db.alter(table: "guest") { t in t.add(column: "liveVmid", .integer) }
+        }
+        m.registerMigration("3-heartbeat") { db in
+            try db.create(table: "heartbeat") { t in
+                t.primaryKey("id", .integer).check { $0 == 1 }
+                t.column("at", .double).notNull()
+            }
         }
         return m
     }
@@ -267,6 +277,21 @@ public final class StateStore: Sendable {
             try HistoryRecord.filter(Column("source") == key.source && Column("vmid") == key.vmid)
                 .order(Column("id").desc).limit(limit).fetchAll(db)
         }
+    }
+
+    /// Records that the service passed at `at`: a small real write each pass, so a state file
+    /// that can no longer be written (disk full, read-only remount) is noticed before a restore
+    /// is started, not after.
+    public func heartbeat(at: Double) throws {
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO heartbeat (id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at",
+                           arguments: [at])
+        }
+    }
+
+    /// When the service last passed (nil before the first pass).
+    public func lastHeartbeat() throws -> Double? {
+        try db.read { db in try Double.fetchOne(db, sql: "SELECT at FROM heartbeat WHERE id = 1") }
     }
 
     /// Every history row (tests, audits).

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
@@ -92,6 +93,63 @@ struct FaultMatrixTests {
         #expect(rig.restores(vmid: 201).count == 1, "restored once the source answers again")
     }
 
+    /// The state file stops taking writes right after a restore's task ended (another
+    /// connection holds SQLite's write lock: the same failing-write path as a full disk, which
+    /// `EndToEndTests` exercises with a real full filesystem). The outcome stays in memory,
+    /// nothing else starts, and once writes work again the outcome lands and nothing is restored twice.
+    @Test func stateFileNotWritableStartsNothingAndKeepsOutcomes() async throws {
+        let dir = NSTemporaryDirectory() + "pbs-standby-lock-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let locker = WriteLocker(path: dir + "/state.db")
+        let scenario = Self.twoSources()
+        let rig = try Rig(scenario: scenario, configure: { c in
+            c.sources = scenario.pbsStorages.map { p in
+                var s = StandbyConfig.Source(storage: p.id)
+                s.targetStorage = "local-lvm"
+                return s
+            }
+            c.restore.workers = 1
+        }, storePath: dir + "/state.db", busyTimeout: 0, transport: { inner in
+            // Lock the state file when the engine first reads 101's config, to verify the
+            // marker: its restore task has just ended successfully.
+            HookTransport(inner: inner) { method, path in
+                if method == .get && path.hasSuffix("/qemu/101/config") { locker.lockOnce() }
+            }
+        })
+        let ok = await rig.once()
+        #expect(!ok, "`once` fails while the state file cannot be written")
+        #expect(rig.restores(vmid: 101).count == 1)
+        let service = rig.runtime.reconciler.snapshot.service
+        #expect(!service.stateWritable && service.unsavedWrites == 1)
+        #expect(service.stateError?.contains("database is locked") == true)
+        #expect(rig.guest(101)?.restored != nil, "the outcome is known in memory")
+        var text = String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self)
+        #expect(text.contains("pbs_standby_state_writable 0.0"))
+        #expect(text.contains("pbs_standby_state_unsaved_writes 1.0"))
+        #expect(try rig.store.allHistory().map(\.result) == ["running"], "the file still says running")
+        // Still locked: later passes start nothing — not 101 again, not the others.
+        rig.clock.advance(by: 600)
+        await rig.once()
+        #expect(rig.restores(vmid: 101).count == 1 && rig.restores(vmid: 102).isEmpty && rig.restores(vmid: 201).isEmpty)
+        let ready = rig.runtime.webApp(clock: VirtualClock(rig.clock)).isReady()
+        #expect(!ready.ready && ready.reason.contains("state file"))
+        // Writable again: the owed outcome lands first, then the others are restored, 101 is not.
+        locker.unlock()
+        rig.clock.advance(by: 60)
+        #expect(await rig.once())
+        #expect(rig.restores(vmid: 101).count == 1, "no backup restored twice")
+        #expect(rig.restores(vmid: 102).count == 1 && rig.restores(vmid: 201).count == 1)
+        let history = try rig.store.allHistory()
+        #expect(history.first { $0.vmid == 101 }?.result == "success")
+        #expect(try rig.store.guest(GuestKey(source: "pbs-a", vmid: 101))?.restoredVolid != nil)
+        #expect(rig.runtime.reconciler.snapshot.service.stateWritable)
+        try await Task.sleep(for: .milliseconds(1100))  // /metrics renders at most once a second
+        text = String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self)
+        #expect(text.contains("pbs_standby_state_writable 1.0"))
+        #expect(!text.contains("pbs_standby_state_write_errors_total 0\n"))
+        #expect(text.contains("pbs_standby_state_unsaved_writes 0.0"))
+    }
+
     @Test func corruptedStateFileIsRefusedWithAClearError() throws {
         let dir = NSTemporaryDirectory() + "pbs-standby-corrupt-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -104,5 +162,46 @@ struct FaultMatrixTests {
             #expect(error.description.contains(dir + "/state.db"))
             #expect(error.description.contains("rebuild the state from the markers"))
         }
+    }
+}
+
+/// Calls `hook` before each request, then the wrapped transport.
+struct HookTransport: ProxmoxTransport {
+    let inner: any ProxmoxTransport
+    let hook: @Sendable (APIMethod, String) -> Void
+    var runsTasksSynchronously: Bool { inner.runsTasksSynchronously }
+    var endpointDescription: String { inner.endpointDescription }
+    func call(_ method: APIMethod, _ path: String, parameters: [(String, String)],
+              onOutput: (@Sendable (String) -> Void)?) async throws(ProxmoxError) -> JSONValue {
+        hook(method, path)
+        return try await inner.call(method, path, parameters: parameters, onOutput: onOutput)
+    }
+}
+
+/// Holds SQLite's write lock (RESERVED, `BEGIN IMMEDIATE`) on a state file from a second
+/// connection: readers go on, every other writer gets SQLITE_BUSY.
+final class WriteLocker: @unchecked Sendable {
+    let path: String
+    private let mutex = NSLock()
+    private var queue: DatabaseQueue?
+    private var used = false
+
+    init(path: String) { self.path = path }
+
+    func lockOnce() {
+        mutex.lock(); defer { mutex.unlock() }
+        guard !used else { return }
+        used = true
+        var configuration = Configuration()
+        configuration.allowsUnsafeTransactions = true  // the transaction spans calls on purpose
+        let q = try! DatabaseQueue(path: path, configuration: configuration)
+        try! q.writeWithoutTransaction { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        queue = q
+    }
+
+    func unlock() {
+        mutex.lock(); defer { mutex.unlock() }
+        try! queue?.writeWithoutTransaction { try $0.execute(sql: "ROLLBACK") }
+        queue = nil
     }
 }

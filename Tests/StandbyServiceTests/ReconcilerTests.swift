@@ -15,17 +15,18 @@ final class Rig: @unchecked Sendable {
     let store: StateStore
     let dir: String
 
-    init(scenario: Scenario = Rig.scenario(), configure: (inout StandbyConfig) -> Void = { _ in }, storePath: String? = nil) throws {
+    init(scenario: Scenario = Rig.scenario(), configure: (inout StandbyConfig) -> Void = { _ in }, storePath: String? = nil,
+         busyTimeout: TimeInterval = 5, transport wrap: (any ProxmoxTransport) -> any ProxmoxTransport = { $0 }) throws {
         clock = ManualClock(start: 1_795_000_000)
         simulator = PVESimulator(scenario: scenario, clock: clock)
         dir = NSTemporaryDirectory() + "pbs-standby-rig-\(UUID().uuidString)"
         var config = StandbyRuntime.demoConfig(scenario: scenario, statePath: storePath ?? dir + "/state.db")
         config.restore.workers = 2
         configure(&config)
-        store = try StateStore(path: config.statePath)
+        store = try StateStore(path: config.statePath, busyTimeout: busyTimeout)
         var logger = Logger(label: "pbs-standby.engine")
         logger.logLevel = .warning
-        runtime = StandbyRuntime(config: config, transport: InProcessTransport(simulator: simulator), store: store, clock: VirtualClock(clock),
+        runtime = StandbyRuntime(config: config, transport: wrap(InProcessTransport(simulator: simulator)), store: store, clock: VirtualClock(clock),
                                  logger: logger)
     }
 

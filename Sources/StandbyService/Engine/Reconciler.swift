@@ -19,7 +19,7 @@ public final class Reconciler: Service, Sendable {
     let events: (any RestoreEventSink)?
     /// Orders restore candidates; swappable so the RPO benchmark can compare policies.
     let schedulingPolicy: @Sendable ([RestoreCandidate]) -> [RestoreCandidate]
-    private let state: Mutex<EngineState>
+    let state: Mutex<EngineState>
     /// The latest published snapshot.
     public let published: Mutex<StatusSnapshot>
     /// Position of each guest in the published snapshot.
@@ -42,6 +42,7 @@ public final class Reconciler: Service, Sendable {
         /// Bytes per second observed in successful restores (exponentially smoothed).
         var throughput: Double = 300 * 1_048_576
         var workerFinished = false
+        var stateHealth = StateHealth()
     }
 
     /// Creates the reconciler.
@@ -90,7 +91,7 @@ public final class Reconciler: Service, Sendable {
     }
 
     /// One pass and then waits for every restore it started (the `once` command).
-    /// Returns whether every restore started succeeded.
+    /// Returns whether every restore started succeeded and the state file took every write.
     public func runOnce() async -> Bool {
         let before = Set(((try? store.allHistory()) ?? []).compactMap(\.id))
         await withTaskGroup(of: Void.self) { group in
@@ -103,7 +104,7 @@ public final class Reconciler: Service, Sendable {
         }
         publish()
         let new = ((try? store.allHistory()) ?? []).filter { !before.contains($0.id ?? -1) }
-        return new.allSatisfy { $0.result == "success" }
+        return new.allSatisfy { $0.result == "success" } && snapshot.service.stateWritable
     }
 
     // MARK: - Pass
@@ -140,7 +141,15 @@ public final class Reconciler: Service, Sendable {
             publish(loopAt: now)
             return
         }
-        let records = (try? store.guests()) ?? [:]
+        // 2b. The state: owed writes saved and the file writable, else nothing starts (state is
+        // written before acting). Held and failed-over flags live there: unreadable, no decision.
+        let stateOK = stateReadyForPass(now: now)
+        let records: [GuestKey: GuestRecord]
+        do { records = try store.guests() } catch {
+            logger.error("cannot read the state file; no restore starts this pass", metadata: ["path": "\(store.path)", "error": "\(error)"])
+            publish(loopAt: now)
+            return
+        }
         // 3. Free space of target storages (unknown = not checked).
         var free: [String: Int64] = [:]
         let targetStorages = Set(config.sources.flatMap { src in [src.targetStorage].compactMap { $0 } } + config.guests.values.compactMap(\.targetStorage))
@@ -197,12 +206,12 @@ public final class Reconciler: Service, Sendable {
                               let v = Marker.volid(inDescription: cfg.description) {
                         restored = .init(volid: v.description, backupTime: v.backupTime, size: nil)
                         if slots.live == slots.restoreInto { input.targetProtected = cfg.protection }
-                        _ = try? store.update(key, targetVmid: slots.live) { r in
+                        persist("adopt marker of \(key.vmid)", replay: false) { try $0.update(key, targetVmid: slots.live) { r in
                             r.restoredVolid = v.description
                             r.restoredBackupTime = v.backupTime
                             r.ownsTarget = true
                             r.liveVmid = slots.live
-                        }
+                        } }
                     }
                 }
                 input.restoredBackupTime = restored?.backupTime
@@ -254,6 +263,10 @@ public final class Reconciler: Service, Sendable {
         var perSource = Dictionary(grouping: inFlight.keys, by: \.source).mapValues(\.count)
         var queue: [GuestKey] = []
         for c in ordered {
+            guard stateOK else {
+                queue.append(c.key)
+                continue
+            }
             let source = config.sources.first { $0.storage == c.key.source }!
             let sourceLimit = source.workers ?? Int.max
             guard running < config.restore.workers, perSource[c.key.source, default: 0] < sourceLimit else {
@@ -336,6 +349,11 @@ public final class Reconciler: Service, Sendable {
             p.service.queueLength = s.queue.count
             p.service.restoresInProgress = s.inFlight.count
             if let loopAt { p.service.lastLoopAt = loopAt }
+            p.service.stateWritable = s.stateHealth.writable
+            p.service.stateError = s.stateHealth.error
+            p.service.stateErrorSince = s.stateHealth.since
+            p.service.stateWriteErrors = s.stateHealth.failures
+            p.service.unsavedWrites = s.stateHealth.pending.count
             p.sources = config.sources.map { s.sources[$0.storage] ?? .init(storage: $0.storage, up: false, lastRefreshAt: nil, error: "not refreshed yet", refreshErrors: 0) }
             p.guests = guests
         }

@@ -32,12 +32,13 @@ extension Reconciler {
         let started = clock.now()
         var meta: Logger.Metadata = ["vmid": "\(job.key.vmid)", "source": "\(job.key.source)", "volid": "\(job.backup.volid)",
                                      "target_vmid": "\(job.settings.targetVmid)"]
-        let historyID: Int64
-        do {
-            historyID = try store.beginRestore(job.key, targetVmid: job.settings.targetVmid, volid: job.backup.volid.description,
-                                               bytes: job.backup.size, at: started)
-        } catch {
-            logger.error("cannot record the restore in the state file; not starting it", metadata: meta.merging(["error": "\(error)"]) { $1 })
+        let key = job.key, targetVmid = job.settings.targetVmid, volid = job.backup.volid.description, bytes = job.backup.size
+        guard let historyID = persist("record restore of \(key.vmid)", replay: false, { store in
+            try store.beginRestore(key, targetVmid: targetVmid, volid: volid, bytes: bytes, at: started)
+        }) else {
+            logger.error("restore not started: it cannot be recorded in the state file first", metadata: meta)
+            events?.restoreFailed(source: job.key.source, reason: "state_error")
+            updateView(job.key) { v in v.lastError = "not started: the state file cannot be written" }
             finishInFlight(job.key, observedBytesPerSecond: nil)
             return
         }
@@ -55,13 +56,13 @@ extension Reconciler {
             request.start = job.settings.startAfterRestore
             var tracker = RestoreProgress(diskSizes: [])
             let progressBox = ProgressBox()
-            let key = job.key
             let upid = try await client.restore(request, onOutput: { [weak self] line in
                 let ratio = progressBox.consume(line)
                 self?.setProgress(key, ratio)
             })
             meta["upid"] = "\(upid)"
-            try? store.setUPID(historyID, upid.description)
+            let upidText = upid.description
+            persist("task of restore \(historyID)") { try $0.setUPID(historyID, upidText) }
             setUPID(job.key, upid)
             tracker = progressBox.tracker
             outcome = try await follow(upid, key: job.key, diskSizes: tracker.diskSizes, job: job)
@@ -141,8 +142,9 @@ extension Reconciler {
         let duration = now - started
         switch outcome {
         case .success:
-            try? store.finishRestore(historyID, result: "success", error: nil, at: now)
-            _ = try? store.update(job.key, targetVmid: job.settings.targetVmid) { r in
+            persist("success of restore \(historyID)") { [job] store in
+                try store.finishRestore(historyID, result: "success", error: nil, at: now)
+                try store.update(job.key, targetVmid: job.settings.targetVmid) { r in
                 r.restoredVolid = job.backup.volid.description
                 r.restoredBackupTime = job.backup.volid.backupTime
                 r.restoredBytes = job.backup.size
@@ -157,6 +159,7 @@ extension Reconciler {
                 r.restoredBytesTotal += job.backup.size
                 r.successes += 1
                 r.liveVmid = job.settings.targetVmid
+                }
             }
             events?.restoreSucceeded(source: job.key.source, type: job.type, duration: duration, bytes: job.backup.size)
             logger.info("restore succeeded", metadata: meta.merging(["duration_seconds": "\(Int(duration))"]) { $1 })
@@ -175,16 +178,19 @@ extension Reconciler {
             if config.restore.keepPrevious { await removePreviousCopy(job) }
             finishInFlight(job.key, observedBytesPerSecond: duration > 0 ? Double(job.backup.size) / duration : nil)
         case .failure(let reason, let message):
-            try? store.finishRestore(historyID, result: "failure", error: message, at: now)
-            let r = try? store.update(job.key, targetVmid: job.settings.targetVmid) { r in
+            let backoff = config.restore.backoff
+            let r = persist("failure of restore \(historyID)") { [job] store in
+                try store.finishRestore(historyID, result: "failure", error: message, at: now)
+                return try store.update(job.key, targetVmid: job.settings.targetVmid) { r in
                 r.consecutiveFailures += 1
                 r.failures += 1
                 r.lastError = message
                 r.lastDuration = duration
-                r.nextRetryAt = now + backoffDelay(failures: r.consecutiveFailures, steps: config.restore.backoff)
+                r.nextRetryAt = now + backoffDelay(failures: r.consecutiveFailures, steps: backoff)
                 if r.failedVolid == job.backup.volid.description { r.failedVolidAttempts += 1 } else {
                     r.failedVolid = job.backup.volid.description
                     r.failedVolidAttempts = 1
+                }
                 }
             }
             events?.restoreFailed(source: job.key.source, reason: reason)
@@ -199,7 +205,7 @@ extension Reconciler {
             }
             finishInFlight(job.key, observedBytesPerSecond: nil)
         case .interrupted(let message):
-            try? store.finishRestore(historyID, result: "interrupted", error: message, at: now)
+            persist("end of restore \(historyID)") { try $0.finishRestore(historyID, result: "interrupted", error: message, at: now) }
             events?.restoreFailed(source: job.key.source, reason: "interrupted")
             logger.warning("restore interrupted", metadata: meta)
             finishInFlight(job.key, observedBytesPerSecond: nil)
@@ -245,10 +251,11 @@ extension Reconciler {
                 let type = volid.type == .vm ? "qmrestore" : "vzrestore"
                 let tasks = (try? await client.tasks(node: node, typeFilter: type, vmid: h.targetVmid)) ?? []
                 upid = tasks.map(\.upid).filter { Double($0.startTime) >= h.startedAt - 5 }.min { $0.startTime < $1.startTime }
-                if let upid { try? store.setUPID(h.id!, upid.description) }
+                if let upid { let id = h.id!, text = upid.description; persist("task of restore \(id)") { try $0.setUPID(id, text) } }
             }
             guard let upid else {
-                try? store.finishRestore(h.id!, result: "interrupted", error: "no PVE task found after a restart", at: clock.now())
+                let id = h.id!, now = clock.now()
+                persist("end of restore \(id)") { try $0.finishRestore(id, result: "interrupted", error: "no PVE task found after a restart", at: now) }
                 continue
             }
             let source = config.sources.first { $0.storage == h.source }

@@ -12,7 +12,17 @@ public struct StatusSnapshot: Sendable {
         public var queueLength: Int
         public var restoresInProgress: Int
         public var lastLoopAt: Double?
-        public var stateStoreOpen: Bool
+        /// The last write to the state file succeeded (false: disk full, read-only…; no restore
+        /// starts until it can be written again).
+        public var stateWritable: Bool
+        /// The last state write error, naming the file.
+        public var stateError: String?
+        /// Since when writes fail.
+        public var stateErrorSince: Double?
+        /// Failed state writes since start.
+        public var stateWriteErrors: Int
+        /// Outcomes known in memory but not yet in the state file (replayed before acting).
+        public var unsavedWrites: Int
     }
 
     public struct Source: Sendable {
@@ -72,7 +82,8 @@ public struct StatusSnapshot: Sendable {
     /// An empty snapshot at start.
     public static func initial(version: String, startedAt: Double, workers: Int) -> StatusSnapshot {
         StatusSnapshot(service: .init(version: version, startedAt: startedAt, workers: workers, queueLength: 0,
-                                      restoresInProgress: 0, lastLoopAt: nil, stateStoreOpen: true),
+                                      restoresInProgress: 0, lastLoopAt: nil, stateWritable: true,
+                                      stateError: nil, stateErrorSince: nil, stateWriteErrors: 0, unsavedWrites: 0),
                        sources: [], guests: [])
     }
 }

@@ -36,9 +36,11 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
     struct State {
         var guests: [GuestKey: GuestSeries] = [:]
         var sourceErrors: [String: Int] = [:]
+        var stateWriteErrors = 0
     }
 
     private let loopLast: Gauge, queue: Gauge, workers: Gauge, inProgress: Gauge
+    private let stateWritable: Gauge, stateWriteErrors: Counter, unsavedWrites: Gauge
 
     /// Registers the service-level metrics in `registry`.
     public init(registry: PrometheusCollectorRegistry) {
@@ -47,6 +49,10 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
         queue = registry.makeGauge(descriptor: Self.d("queue", "length", "Guests waiting for a restore worker."))
         workers = registry.makeGauge(descriptor: Self.d("workers", "", "Configured restore workers."))
         inProgress = registry.makeGauge(descriptor: Self.d("restores_in", "progress", "Restores running now."))
+        stateWritable = registry.makeGauge(descriptor: Self.d("state", "writable", "The last write to the state file succeeded (0: no restore starts)."))
+        stateWriteErrors = registry.makeCounter(descriptor: Self.d("state_write_errors", "total", "Failed writes to the state file."))
+        unsavedWrites = registry.makeGauge(descriptor: Self.d("state_unsaved", "writes", "Restore outcomes kept in memory until the state file takes writes."))
+        stateWritable.set(1.0)
     }
 
     static func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -76,7 +82,12 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
         queue.set(Double(s.service.queueLength))
         workers.set(Double(s.service.workers))
         inProgress.set(Double(s.service.restoresInProgress))
+        stateWritable.set(s.service.stateWritable ? 1.0 : 0.0)
+        unsavedWrites.set(Double(s.service.unsavedWrites))
         state.withLock { st in
+            let delta = s.service.stateWriteErrors - st.stateWriteErrors
+            if delta > 0 { stateWriteErrors.increment(by: Int64(delta)) }
+            st.stateWriteErrors = s.service.stateWriteErrors
             for src in s.sources {
                 let labels = [("source", src.storage)]
                 registry.makeGauge(descriptor: Self.d("source", "up", "The last catalogue refresh of this source succeeded."), labels: labels).set(src.up ? 1.0 : 0.0)

@@ -15,6 +15,11 @@ public enum StatusJSON {
                 "version": .string(s.service.version), "started_at": time(s.service.startedAt), "workers": .number(Double(s.service.workers)),
                 "queue_length": .number(Double(s.service.queueLength)), "restores_in_progress": .number(Double(s.service.restoresInProgress)),
                 "last_loop_at": time(s.service.lastLoopAt),
+                "state": .object([
+                    "writable": .bool(s.service.stateWritable), "error": s.service.stateError.map { .string($0) } ?? .null,
+                    "failing_since": time(s.service.stateErrorSince), "write_errors": .number(Double(s.service.stateWriteErrors)),
+                    "unsaved_writes": .number(Double(s.service.unsavedWrites)),
+                ]),
             ]),
             "sources": .array(s.sources.map { src in
                 .object(["storage": .string(src.storage), "up": .bool(src.up), "last_refresh_at": time(src.lastRefreshAt),

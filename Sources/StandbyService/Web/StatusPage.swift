@@ -41,6 +41,7 @@ public enum StatusPage {
         <h1>pbs-standby</h1>
         <p>Version \(escape(s.service.version)) · workers \(s.service.workers) · queue \(s.service.queueLength) · restoring \(s.service.restoresInProgress)
         · last pass \(s.service.lastLoopAt.map { age(now - $0) + " ago" } ?? "not yet")</p>
+        \(stateBanner(s.service, now: now))
         <h2>Sources</h2><ul>\(sources)</ul>
         <h2>Guests</h2>
         <table id="guests"><thead><tr><th>Source</th><th>VMID → target</th><th>Type</th><th>Name</th><th>State</th>
@@ -77,5 +78,13 @@ public enum StatusPage {
             }
         }
         return out
+    }
+
+    /// A banner while the state file cannot be written (no restore starts then).
+    static func stateBanner(_ service: StatusSnapshot.Service, now: Double) -> String {
+        guard !service.stateWritable else { return "" }
+        let since = service.stateErrorSince.map { " for " + age(now - $0) } ?? ""
+        return "<p id=\"state-error\" class=\"err\" role=\"alert\"><strong>State file not writable\(since): no restore starts.</strong> "
+            + "\(escape(service.stateError ?? "")) (\(service.unsavedWrites) outcome(s) kept in memory until it can be written)</p>"
     }
 }

@@ -60,9 +60,19 @@ struct SimulatorCommand: AsyncParsableCommand {
             let lines = "url=\(url)\ntoken=\(simulator.token.fullText)\nfingerprint=\(server.fingerprint ?? "")\nnode=\(scenario.node)\n"
             FileHandle.standardOutput.write(Data(lines.utf8))
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: server.server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: [.init(service: SimulatorService(server: server))], gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "pbs-standby.simulator")))
             try await group.run()
         }
+    }
+}
+
+/// Serves until graceful shutdown, then stops whichever listener is current (outages replace it).
+private struct SimulatorService: Service {
+    let server: SimulatorServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.stop()
     }
 }

@@ -12,7 +12,8 @@ struct MonitoringTests {
         let rules = try String(contentsOf: packageRoot.appendingPathComponent("alerts/pbs-standby.rules.yml"), encoding: .utf8)
         let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
         for alert in ["PbsStandbyDown", "PbsStandbyLoopStalled", "PbsStandbySourceDown", "PbsStandbyGuestStale",
-                      "PbsStandbyRestoreFailing", "PbsStandbyGuestBlocked", "PbsStandbyNoNewBackups", "PbsStandbyFailedOver"] {
+                      "PbsStandbyRestoreFailing", "PbsStandbyGuestBlocked", "PbsStandbyNoNewBackups", "PbsStandbyFailedOver",
+                      "PbsStandbyStateNotWritable"] {
             #expect(rules.contains("alert: \(alert)\n"))
             #expect(readme.contains("<a id=\"alert-\(alert.lowercased())\"></a>"), "README runbook for \(alert)")
         }

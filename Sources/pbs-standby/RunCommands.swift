@@ -33,6 +33,9 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
+        // A file-size limit (ulimit -f, LimitFSIZE=) must surface as a failed state write, which
+        // the engine reports and survives, not as SIGXFSZ killing the service mid-restore.
+        signal(SIGXFSZ, SIG_IGN)
         try await exitOnError {
             let config = try loadConfig(global)
             let address = try global.listenAddress(configured: config.webListenAddress)

@@ -69,7 +69,7 @@ final class SimulatorProcess {
     static func call(url: String, token: String, _ method: String, _ path: String) -> String? {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        p.arguments = ["-sfk", "-X", method, "-H", "Authorization: PVEAPIToken=\(token)", url + path]
+        p.arguments = ["-sfk", "--max-time", "5", "-X", method, "-H", "Authorization: PVEAPIToken=\(token)", url + path]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -80,6 +80,15 @@ final class SimulatorProcess {
     }
 
     func advance(_ seconds: Double) { _ = call("POST", "/_sim/advance?seconds=\(seconds)") }
+
+    /// A control call (`/_sim/faults`, `/_sim/outage`, …); records a test issue when it fails.
+    func post(_ path: String) {
+        if call("POST", path) == nil { Issue.record("POST \(path) to the simulator failed") }
+    }
+
+    func delete(_ path: String) {
+        if call("DELETE", path) == nil { Issue.record("DELETE \(path) to the simulator failed") }
+    }
 
     /// Lets simulated time run: `step` simulated seconds every 20 ms of real time. The ticks come
     /// from a dedicated thread: tests block cooperative threads while a CLI command runs, and a

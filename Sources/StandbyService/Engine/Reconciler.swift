@@ -42,6 +42,11 @@ public final class Reconciler: Service, Sendable {
         /// Bytes per second observed in successful restores (exponentially smoothed).
         var throughput: Double = 300 * 1_048_576
         var workerFinished = false
+        /// Counts finished restores; `lastFinish[key]` is the count when the key's last restore
+        /// finished. A pass must not start a restore for a key that finished after it read the
+        /// state: its records would not show that restore yet.
+        var finishCount = 0
+        var lastFinish: [GuestKey: Int] = [:]
         var stateHealth = StateHealth()
     }
 
@@ -144,6 +149,7 @@ public final class Reconciler: Service, Sendable {
         // 2b. The state: owed writes saved and the file writable, else nothing starts (state is
         // written before acting). Held and failed-over flags live there: unreadable, no decision.
         let stateOK = stateReadyForPass(now: now)
+        let readEpoch = state.withLock { $0.finishCount }
         let records: [GuestKey: GuestRecord]
         do { records = try store.guests() } catch {
             logger.error("cannot read the state file; no restore starts this pass", metadata: ["path": "\(store.path)", "error": "\(error)"])
@@ -274,9 +280,16 @@ public final class Reconciler: Service, Sendable {
                 continue
             }
             let (backup, stopFirst, settings, type) = restoreOf[c.key]!
+            // Claim the guest: not in flight, and no restore of it finished since the records
+            // were read (else this plan may repeat a restore that just succeeded).
+            let claimed = state.withLock { s -> Bool in
+                guard s.inFlight[c.key] == nil, s.lastFinish[c.key, default: 0] <= readEpoch else { return false }
+                s.inFlight[c.key] = InFlight(volid: backup.volid, startedAt: now)
+                return true
+            }
+            guard claimed else { continue }
             running += 1
             perSource[c.key.source, default: 0] += 1
-            state.withLock { $0.inFlight[c.key] = InFlight(volid: backup.volid, startedAt: now) }
             views[c.key]?.state = .restoring
             views[c.key]?.progress = 0
             let job = RestoreJob(key: c.key, type: type, backup: backup, settings: settings, stopFirst: stopFirst,
@@ -386,6 +399,8 @@ public final class Reconciler: Service, Sendable {
         state.withLock { s in
             s.inFlight[key] = nil
             s.workerFinished = true
+            s.finishCount += 1
+            s.lastFinish[key] = s.finishCount
             if let bps = observedBytesPerSecond, bps.isFinite, bps > 0 { s.throughput = 0.7 * s.throughput + 0.3 * bps }
         }
         publish()

@@ -51,6 +51,23 @@ struct FaultMatrixTests {
         #expect(try rig.store.allHistory().allSatisfy { $0.result == "success" })
     }
 
+    /// `once` against a PVE that vanished mid-restore gives up after the bound instead of
+    /// waiting for task_timeout (12 h); the next `once` re-attaches to the same task.
+    @Test func onceGivesUpOnAnUnreachablePVEAndTheNextOnceReattaches() async throws {
+        let rig = try Self.rig()
+        rig.simulator.addFault(.init(method: "GET", path: "/status", status: 595, message: "Connection timed out"))
+        let start = rig.clock.now()
+        let ok = await rig.once(giveUpAfterUnreachable: 600)
+        #expect(!ok, "once reports that it did not see the restores end")
+        #expect(rig.clock.now() - start < 3600, "gave up after about 10 minutes, not task_timeout")
+        #expect(try rig.store.allHistory().allSatisfy { $0.result == "running" && $0.upid != nil }, "left for re-attaching")
+        #expect(rig.guest(101)?.state == .restoring, "honest: the task still runs in PVE")
+        rig.simulator.clearFaults()
+        #expect(await rig.once(giveUpAfterUnreachable: 600))
+        #expect(rig.restores(vmid: 101).count == 1 && rig.restores(vmid: 201).count == 1, "re-attached, not restored again")
+        #expect(try rig.store.allHistory().allSatisfy { $0.result == "success" })
+    }
+
     @Test func restoreFailingMidTaskIsCountedAndRetried() async throws {
         let rig = try Self.rig()
         rig.simulator.setRestoreFails(102, true)

@@ -32,7 +32,9 @@ final class Rig: @unchecked Sendable {
 
     /// One `once`-style pass: plan, restore, follow to the end (virtual time advances).
     @discardableResult
-    func once() async -> Bool { await runtime.reconciler.runOnce() }
+    func once(giveUpAfterUnreachable: Double? = nil) async -> Bool {
+        await runtime.reconciler.runOnce(giveUpAfterUnreachable: giveUpAfterUnreachable)
+    }
 
     func mutations(vmid: Int) -> [JournalEntry] { simulator.journal().filter { $0.vmid == vmid } }
     func restores(vmid: Int) -> [JournalEntry] { mutations(vmid: vmid).filter { $0.method == "POST" && ($0.path.hasSuffix("/qemu") || $0.path.hasSuffix("/lxc")) } }

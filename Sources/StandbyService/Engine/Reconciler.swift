@@ -48,6 +48,9 @@ public final class Reconciler: Service, Sendable {
         var finishCount = 0
         var lastFinish: [GuestKey: Int] = [:]
         var stateHealth = StateHealth()
+        /// `once`: stop following a task after PVE was unreachable this long (seconds); the task
+        /// runs on and is re-attached by the next start. nil (`run`): follow until task_timeout.
+        var unreachableGiveUp: Double?
     }
 
     /// Creates the reconciler.
@@ -97,7 +100,12 @@ public final class Reconciler: Service, Sendable {
 
     /// One pass and then waits for every restore it started (the `once` command).
     /// Returns whether every restore started succeeded and the state file took every write.
-    public func runOnce() async -> Bool {
+    ///
+    /// `giveUpAfterUnreachable`: when PVE cannot be reached for this long while a task is followed,
+    /// stop waiting for it (it runs on in PVE; the history row stays `running` and the next
+    /// `once` or `run` re-attaches to it). Without it `once` could wait up to `task_timeout`.
+    public func runOnce(giveUpAfterUnreachable: Double? = nil) async -> Bool {
+        state.withLock { $0.unreachableGiveUp = giveUpAfterUnreachable }
         let before = Set(((try? store.allHistory()) ?? []).compactMap(\.id))
         await withTaskGroup(of: Void.self) { group in
             await reattach { group.addTask(operation: $0) }

@@ -22,6 +22,8 @@ enum RestoreOutcome: Sendable {
     case detached
     /// The restore could not be followed to an end (pvesh child stopped): retry without backoff.
     case interrupted(String)
+    /// `once` stopped following: PVE unreachable too long. The task runs on; re-attach later.
+    case unreachable(String)
 }
 
 extension Reconciler {
@@ -83,6 +85,8 @@ extension Reconciler {
         let deadline = clock.now() + config.restore.taskTimeout.seconds
         let interval = config.restore.taskPollInterval?.seconds ?? max(0.5, min(5, config.restore.pollInterval.seconds / 4))
         var transientErrors = 0
+        var unreachableSince: Double?
+        let giveUp = state.withLock { $0.unreachableGiveUp }
         let started = clock.now()
         let expectedSeconds = job.map { Double($0.backup.size) / currentThroughput() }
         while true {
@@ -98,6 +102,7 @@ extension Reconciler {
                     setProgress(key, status.running ? min(tracker.ratio, 0.999) : tracker.ratio)
                 }
                 transientErrors = 0
+                unreachableSince = nil
                 if !status.running {
                     guard status.succeeded else {
                         let text = status.exitStatus ?? "unknown"
@@ -109,6 +114,12 @@ extension Reconciler {
                 guard error.isTransient else { throw error }
                 transientErrors += 1  // PVE busy or briefly unreachable: keep following
                 logger.debug("task status not available", metadata: ["upid": "\(upid)", "error": "\(error)"])
+                let since = unreachableSince ?? clock.now()
+                unreachableSince = since
+                if let giveUp, clock.now() - since >= giveUp {
+                    return .unreachable("PVE unreachable for \(formatDurationSeconds(clock.now() - since)) while following \(upid) (\(error)); "
+                        + "the task keeps running in PVE and is followed again at the next start")
+                }
             }
             if clock.now() > deadline {
                 return .failure(reason: "timeout", message: "task \(upid) still running after restore.task_timeout (\(formatDurationSeconds(config.restore.taskTimeout.seconds))); left running in PVE")
@@ -209,6 +220,11 @@ extension Reconciler {
             events?.restoreFailed(source: job.key.source, reason: "interrupted")
             logger.warning("restore interrupted", metadata: meta)
             finishInFlight(job.key, observedBytesPerSecond: nil)
+        case .unreachable(let message):
+            // Like detached: the history row stays `running`; the next start re-attaches. The
+            // guest stays in flight — its task still runs — so no later pass restores it again.
+            logger.warning("stopped following a restore", metadata: meta.merging(["reason": "\(message)"]) { $1 })
+            publish()
         case .detached:
             // Leave the history row `running`: the next start re-attaches to the PVE task.
             logger.info("service stopping; the PVE task keeps running and is followed again at the next start", metadata: meta)

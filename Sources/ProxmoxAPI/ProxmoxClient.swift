@@ -166,7 +166,7 @@ public struct ProxmoxClient: Sendable {
     /// Over pvesh this returns only when the task has ended, streaming its log to `onOutput`.
     public func restore(_ request: RestoreRequest, onOutput: (@Sendable (String) -> Void)? = nil) async throws(ProxmoxError) -> UPID {
         let path = "/nodes/\(request.node)/\(request.archive.type.apiType)"
-        return try await upid(path, try await transport.call(.post, path, parameters: request.parameters, onOutput: onOutput))
+        return try upid(path, try await transport.call(.post, path, parameters: request.parameters, onOutput: onOutput))
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/status`.
@@ -206,13 +206,13 @@ public struct ProxmoxClient: Sendable {
     /// `POST /nodes/{node}/{type}/{vmid}/status/start` → UPID.
     public func start(node: String, type: GuestType, vmid: Int, onOutput: (@Sendable (String) -> Void)? = nil) async throws(ProxmoxError) -> UPID {
         let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/status/start"
-        return try await upid(path, try await transport.call(.post, path, parameters: [], onOutput: onOutput))
+        return try upid(path, try await transport.call(.post, path, parameters: [], onOutput: onOutput))
     }
 
     /// `POST /nodes/{node}/{type}/{vmid}/status/stop` → UPID (hard stop).
     public func stop(node: String, type: GuestType, vmid: Int) async throws(ProxmoxError) -> UPID {
         let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/status/stop"
-        return try await upid(path, try await transport.call(.post, path))
+        return try upid(path, try await transport.call(.post, path))
     }
 
     /// `DELETE /nodes/{node}/{type}/{vmid}` → UPID.
@@ -220,7 +220,7 @@ public struct ProxmoxClient: Sendable {
                         destroyUnreferencedDisks: Bool = true) async throws(ProxmoxError) -> UPID {
         let path = "/nodes/\(node)/\(type.apiType)/\(vmid)"
         let params = [("purge", purge ? "1" : "0"), ("destroy-unreferenced-disks", destroyUnreferencedDisks ? "1" : "0")]
-        return try await upid(path, try await transport.call(.delete, path, parameters: params))
+        return try upid(path, try await transport.call(.delete, path, parameters: params))
     }
 
     /// Tags as PVE stores them: split on `;`, `,` or spaces (reference §5.3).

@@ -119,7 +119,9 @@ struct CheckConfigCommand: AsyncParsableCommand {
 }
 
 struct StatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the state of every guest (from the running service).")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the state of every guest (from the running service).",
+        discussion: "Exits 1 with a warning when the service cannot write its state file.")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print the raw JSON.") var json = false
 
@@ -146,6 +148,11 @@ struct StatusCommand: AsyncParsableCommand {
             print("SOURCE\tVMID\tTARGET\tSTATE\tLAG_S\tRESTORED")
             for g in guests {
                 print("\(g["source"]?.string ?? "")\t\(g["vmid"]?.string ?? "")\t\(g["target_vmid"]?.string ?? "")\t\(g["state"]?.string ?? "")\t\(g["lag_seconds"]?.int.map(String.init) ?? "-")\t\(g["restored"]?["volid"]?.string ?? "-")")
+            }
+            if let state = doc["service"]?["state"], state["writable"]?.bool == false {
+                let unsaved = state["unsaved_writes"]?.int ?? 0
+                FileHandle.standardError.write(Data("warning: the service cannot write its state file (\(state["error"]?.string ?? "unknown error")); no restore starts until it can, \(unsaved) outcome(s) kept in memory\n".utf8))
+                throw ExitCode(1)
             }
         }
     }

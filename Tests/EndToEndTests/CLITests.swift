@@ -5,7 +5,9 @@ import Testing
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let binary = packageRoot.appendingPathComponent(".build/debug/pbs-standby").path
 
-func run(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
+/// Runs the CLI and collects its output. A command still running after `timeout` seconds is
+/// killed and recorded as a test issue: a stuck command must fail the run, not hang CI.
+func run(_ args: [String], env: [String: String] = [:], timeout: Double = 180) throws -> (Int32, String, String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: binary)
     p.arguments = args
@@ -14,8 +16,14 @@ func run(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String
     p.standardOutput = out
     p.standardError = err
     try p.run()
+    let watchdog = DispatchWorkItem { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
     let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
+    watchdog.cancel()
+    if p.terminationReason == .uncaughtSignal && p.terminationStatus == SIGKILL {
+        Issue.record("pbs-standby \(args.joined(separator: " ")) did not finish within \(Int(timeout)) s; killed")
+    }
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 

@@ -150,6 +150,8 @@ struct ProcessFaultMatrixTests {
                 "\(String(describing: state?["error"]))")
         #expect(curlStatus(service.base + "/-/ready") == 503)
         #expect(service.metrics().contains("pbs_standby_state_writable 0.0"))
+        let (rc, _, err) = try run(["status", "--web.listen-address", "127.0.0.1:\(service.port)"])
+        #expect(rc == 1 && err.contains("cannot write its state file"), "status warns: \(err)")
         // New backups while the disk is full: nothing starts.
         let before = sim.restorePosts().count
         sim.advance(3600 + 900)
@@ -176,6 +178,7 @@ struct ProcessFaultMatrixTests {
 /// `pbs-standby run` against a simulator process, on a random loopback port.
 final class ServiceProcess {
     let process = Process()
+    let port: Int
     let base: String
     let log: URL
 
@@ -206,7 +209,7 @@ final class ServiceProcess {
         guests:
           "103": { target_storage: tiny }
         """.write(to: config, atomically: true, encoding: .utf8)
-        let port = Int.random(in: 40001...45000)
+        port = Int.random(in: 40001...45000)
         base = "http://127.0.0.1:\(port)"
         log = sim.dir.appendingPathComponent("service-\(port).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)

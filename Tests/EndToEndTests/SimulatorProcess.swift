@@ -90,10 +90,11 @@ final class SimulatorProcess {
         if call("DELETE", path) == nil { Issue.record("DELETE \(path) to the simulator failed") }
     }
 
-    /// Lets simulated time run: `step` simulated seconds every 20 ms of real time. The ticks come
+    /// Lets simulated time run: `step` simulated seconds every 20 ms of real time (250x by default:
+    /// a loaded machine must not race simulated time past the next backups mid-test). The ticks come
     /// from a dedicated thread: tests block cooperative threads while a CLI command runs, and a
     /// ticker on the cooperative pool could then starve while the command waits for time to pass.
-    func startTicking(step: Double = 20) {
+    func startTicking(step: Double = 5) {
         let ticker = Ticker(url: url, token: token, step: step)
         ticker.start()
         self.ticker = ticker
@@ -104,7 +105,15 @@ final class SimulatorProcess {
         ticker = nil
     }
 
-    struct Entry: Decodable { var method: String; var path: String; var vmid: Int?; var parameters: [String: String]; var status: Int }
+    struct Entry: Decodable {
+        var method: String
+        var path: String
+        var vmid: Int?
+        var parameters: [String: String]
+        var status: Int
+        /// The backup a restore POST restores (`archive` for VMs, `ostemplate` for containers).
+        var archive: String { parameters["archive"] ?? parameters["ostemplate"] ?? "" }
+    }
 
     func journal() -> [Entry] {
         guard let body = call("GET", "/_sim/journal") else { return [] }

@@ -178,7 +178,7 @@ struct OperatorFlowTests {
         }
         await sim.stopTicking()
         #expect(done, "the re-attached restore finished as a success")
-        #expect(sim.restorePosts(vmid: 300).count == 1, "no duplicate restore after the restart")
+        #expect(sim.restorePosts(vmid: 300).count == 1, "no duplicate restore after the restart: \(sim.restorePosts(vmid: 300).map(\.archive))")
         let body = curl("http://127.0.0.1:\(port)/api/v1/guests/300") ?? ""
         #expect(body.components(separatedBy: "\"result\":").count - 1 == 2, "history: one attempt (last_restore + history[0])")
     }

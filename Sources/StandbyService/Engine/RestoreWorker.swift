@@ -263,10 +263,16 @@ extension Reconciler {
             guard let volid = Volid(parsing: h.volid) else { continue }
             var upid = h.upid.flatMap(UPID.init(parsing:))
             if upid == nil {
-                // Crashed between the POST and storing the UPID: look for the task in the node's list.
+                // Crashed between the POST and storing the UPID: look for the task in the node's list —
+                // the earliest restore task of the target VMID that no earlier attempt of ours
+                // recorded, started at most 5 minutes before our row (PVE's clock is not ours: the
+                // API may be served by another node, or, in tests, by a simulator on its own clock).
                 let type = volid.type == .vm ? "qmrestore" : "vzrestore"
                 let tasks = (try? await client.tasks(node: node, typeFilter: type, vmid: h.targetVmid)) ?? []
-                upid = tasks.map(\.upid).filter { Double($0.startTime) >= h.startedAt - 5 }.min { $0.startTime < $1.startTime }
+                let known = Set(((try? store.history(key, limit: 50)) ?? []).compactMap(\.upid))
+                upid = tasks.map(\.upid)
+                    .filter { !known.contains($0.description) && Double($0.startTime) >= h.startedAt - 300 }
+                    .min { $0.startTime < $1.startTime }
                 if let upid { let id = h.id!, text = upid.description; persist("task of restore \(id)") { try $0.setUPID(id, text) } }
             }
             guard let upid else {

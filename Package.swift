@@ -33,6 +33,7 @@ let package = Package(
             providers: [.apt(["libmicrohttpd-dev"])]),
         // C: libcrypt's crypt_rn (bcrypt checks for basic auth). Only MicroHTTP imports it.
         .systemLibrary(name: "CCrypt", providers: [.apt(["libcrypt-dev"])]),
+        .systemLibrary(name: "CMalloc"),
         // Strict YAML reading shared by the web config and the service config: key paths, lines,
         // unknown keys rejected, durations.
         .target(
@@ -89,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "pbs-standby",
             dependencies: [
-                "StandbyService", "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "BuildInfo",
+                "StandbyService", "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "BuildInfo", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -27,6 +27,8 @@ public struct StandbyRuntime: Sendable {
                                     schedulingPolicy: schedulingPolicy)
         self.metrics = MetricsEndpoint(registry: registry, beforeRender: { [reconciler] in
             catalogue.update(from: reconciler.snapshot, now: clock.now())
+        }, append: { [reconciler] buffer in
+            GuestExposition.write(reconciler.snapshot.guests, now: clock.now(), into: &buffer)
         })
         self.catalogue = catalogue
         self.reconciler = reconciler

@@ -27,6 +27,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
+        keepLargeBuffersOffTheHeap()
         try await exitOnError {
             guard speed > 0 else { throw UsageError(message: "--speed must be positive") }
             let address = try global.listenAddress(configured: nil, fallback: "127.0.0.1:\(defaultPort)")

@@ -36,6 +36,7 @@ struct RunCommand: AsyncParsableCommand {
         // A file-size limit (ulimit -f, LimitFSIZE=) must surface as a failed state write, which
         // the engine reports and survives, not as SIGXFSZ killing the service mid-restore.
         signal(SIGXFSZ, SIG_IGN)
+        keepLargeBuffersOffTheHeap()
         try await exitOnError {
             let config = try loadConfig(global)
             let address = try global.listenAddress(configured: config.webListenAddress)

@@ -10,6 +10,7 @@ public final class MetricsEndpoint: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let process: ProcessMetrics
     private let beforeRender: @Sendable () -> Void
+    private let append: @Sendable (inout [UInt8]) -> Void
     private let maxAge: Duration
     private let cache = Mutex<CacheState>(CacheState())
 
@@ -22,13 +23,16 @@ public final class MetricsEndpoint: Sendable {
     /// The exposition format's media type.
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    /// Creates the endpoint; `beforeRender` refreshes values computed at render time (e.g. lag).
+    /// Creates the endpoint; `beforeRender` refreshes registry values computed at render time,
+    /// `append` writes families kept outside the registry (the per-guest ones) after it.
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
                 maxAge: Duration = .seconds(1),
-                beforeRender: @escaping @Sendable () -> Void = {}) {
+                beforeRender: @escaping @Sendable () -> Void = {},
+                append: @escaping @Sendable (inout [UInt8]) -> Void = { _ in }) {
         self.registry = registry
         self.maxAge = maxAge
         self.beforeRender = beforeRender
+        self.append = append
         self.process = ProcessMetrics(registry: registry)
         let info = registry.makeGauge(
             descriptor: .init(namespace: "pbs_standby", metricName: "build", unitName: "info",
@@ -52,7 +56,9 @@ public final class MetricsEndpoint: Sendable {
         if case .serve(let body) = step { return body }
         process.update()
         beforeRender()
-        let body = ResponseBody(registry.emitToBuffer())
+        var bytes = registry.emitToBuffer()
+        append(&bytes)
+        let body = ResponseBody(bytes)
         cache.withLock { c in
             c.at = now
             c.body = body

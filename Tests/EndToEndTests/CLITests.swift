@@ -27,17 +27,23 @@ func run(_ args: [String], env: [String: String] = [:], timeout: Double = 180) t
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
-func curl(_ url: String) -> String? {
+/// Runs curl (always with a 5 s limit); its exit status and standard output.
+func runCurl(_ args: [String]) -> (status: Int32, output: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-    p.arguments = ["-sf", "--max-time", "5", url]
+    p.arguments = ["--max-time", "5"] + args
     let out = Pipe()
     p.standardOutput = out
     p.standardError = FileHandle.nullDevice
-    guard (try? p.run()) != nil else { return nil }
+    guard (try? p.run()) != nil else { return (-1, "") }
     let d = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return p.terminationStatus == 0 ? String(decoding: d, as: UTF8.self) : nil
+    return (p.terminationStatus, String(decoding: d, as: UTF8.self))
+}
+
+func curl(_ url: String) -> String? {
+    let (status, body) = runCurl(["-sf", url])
+    return status == 0 ? body : nil
 }
 
 @Suite("pbs-standby CLI end to end", .serialized)

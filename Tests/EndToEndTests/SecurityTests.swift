@@ -76,13 +76,5 @@ struct SecurityTests {
 }
 
 func curlStatus(_ url: String, user: String? = nil, method: String = "GET") -> Int {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-    p.arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, "--max-time", "5"] + (user.map { ["-u", $0] } ?? []) + [url]
-    let out = Pipe()
-    p.standardOutput = out
-    try? p.run()
-    let d = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Int(String(decoding: d, as: UTF8.self)) ?? 0
+    Int(runCurl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method] + (user.map { ["-u", $0] } ?? []) + [url]).output) ?? 0
 }

@@ -38,8 +38,20 @@ final class SimulatorProcess {
         }
     }
 
-    /// A config for pbs-standby against this simulator: https, pinned fingerprint, token file.
-    func config(statePath: String, extra: String = "") throws -> String {
+    /// The restore and sources part of ``config(statePath:timeout:settings:extra:)`` by default.
+    static let defaultSettings = """
+        restore:
+          workers: 2
+          poll_interval: 2s
+          rpo_target: 2h
+        sources:
+          - storage: pbs-prod
+            target_storage: local-lvm
+        """
+
+    /// A config for pbs-standby against this simulator: https, pinned fingerprint, token file;
+    /// `settings` replaces the restore and sources sections.
+    func config(statePath: String, timeout: String = "30s", settings: String = defaultSettings, extra: String = "") throws -> String {
         let tokenFile = dir.appendingPathComponent("token")
         try (token + "\n").write(to: tokenFile, atomically: true, encoding: .utf8)
         let path = dir.appendingPathComponent("config-\(UUID().uuidString).yml")
@@ -50,15 +62,10 @@ final class SimulatorProcess {
           token_file: \(tokenFile.path)
           fingerprint: "\(fingerprint)"
           node: \(node)
+          timeout: \(timeout)
         state:
           path: \(statePath)
-        restore:
-          workers: 2
-          poll_interval: 2s
-          rpo_target: 2h
-        sources:
-          - storage: pbs-prod
-            target_storage: local-lvm
+        \(settings)
         \(extra)
         """.write(to: path, atomically: true, encoding: .utf8)
         return path.path
@@ -67,16 +74,8 @@ final class SimulatorProcess {
     private func call(_ method: String, _ path: String) -> String? { Self.call(url: url, token: token, method, path) }
 
     static func call(url: String, token: String, _ method: String, _ path: String) -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        p.arguments = ["-sfk", "--max-time", "5", "-X", method, "-H", "Authorization: PVEAPIToken=\(token)", url + path]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try? p.run()
-        let d = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return p.terminationStatus == 0 ? String(decoding: d, as: UTF8.self) : nil
+        let (status, body) = runCurl(["-sfk", "-X", method, "-H", "Authorization: PVEAPIToken=\(token)", url + path])
+        return status == 0 ? body : nil
     }
 
     func advance(_ seconds: Double) { _ = call("POST", "/_sim/advance?seconds=\(seconds)") }

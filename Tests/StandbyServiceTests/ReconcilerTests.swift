@@ -135,6 +135,35 @@ struct ReconcilerTests {
         // The failed VM restore left a guest without marker (reference §3.1): it stayed ours.
     }
 
+    /// `once` restores each guest at most once, so it ends even when backups arrive faster than
+    /// one worker restores them (as in CI, where simulated time ran on during a `once` that
+    /// kept finding newer backups and never exited).
+    @Test func onceEndsWhileBackupsKeepArriving() async throws {
+        var scenario = Scenario()
+        scenario.pbsStorages = [.init(id: "pbs-prod", datastore: "s")]
+        scenario.targetStorages = [.init(id: "local-lvm", total: 4 << 40)]
+        // 100 GiB restores take ~340 s at 300 MiB/s; production backs each guest up every 300 s.
+        scenario.backedUp = [301, 302, 303].map {
+            .init(vmid: $0, type: .vm, name: "vm\($0)", storage: "pbs-prod", disks: [100 * Rig.gib], interval: 300, offset: Double($0 % 3) * 100)
+        }
+        let rig = try Rig(scenario: scenario) { $0.restore.workers = 1 }
+        let once = Task { await rig.once() }
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(60))
+            once.cancel()
+        }
+        _ = await once.value
+        watchdog.cancel()
+        #expect(!once.isCancelled, "once did not end within 60 s (the watchdog cancelled it)")
+        for vmid in [301, 302, 303] {
+            #expect(rig.restores(vmid: vmid).count == 1, "\(vmid) restored exactly once: \(rig.restores(vmid: vmid).count)")
+        }
+        #expect(rig.clock.now() - 1_795_000_000 > 900, "newer backups appeared while the once ran")
+        // The next once restores the newer backups, again once each.
+        await rig.once()
+        for vmid in [301, 302, 303] { #expect(rig.restores(vmid: vmid).count == 2) }
+    }
+
     @Test func heldAndFailedOverGuestsAreUntouched() async throws {
         let rig = try Rig()
         try rig.store.update(GuestKey(source: "pbs-prod", vmid: 101), targetVmid: 101) { $0.held = true }

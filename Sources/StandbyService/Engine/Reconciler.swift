@@ -51,6 +51,9 @@ public final class Reconciler: Service, Sendable {
         /// `once`: stop following a task after PVE was unreachable this long (seconds); the task
         /// runs on and is re-attached by the next start. nil (`run`): follow until task_timeout.
         var unreachableGiveUp: Double?
+        /// `once`: guests a restore was started for in this run. Each is restored at most once,
+        /// so a `once` ends even when new backups keep appearing while it works. nil in `run`.
+        var startedThisOnce: Set<GuestKey>?
     }
 
     /// Creates the reconciler.
@@ -105,7 +108,11 @@ public final class Reconciler: Service, Sendable {
     /// stop waiting for it (it runs on in PVE; the history row stays `running` and the next
     /// `once` or `run` re-attaches to it). Without it `once` could wait up to `task_timeout`.
     public func runOnce(giveUpAfterUnreachable: Double? = nil) async -> Bool {
-        state.withLock { $0.unreachableGiveUp = giveUpAfterUnreachable }
+        state.withLock {
+            $0.unreachableGiveUp = giveUpAfterUnreachable
+            $0.startedThisOnce = []
+        }
+        defer { state.withLock { $0.startedThisOnce = nil } }
         let before = Set(((try? store.allHistory()) ?? []).compactMap(\.id))
         await withTaskGroup(of: Void.self) { group in
             await reattach { group.addTask(operation: $0) }
@@ -276,7 +283,8 @@ public final class Reconciler: Service, Sendable {
         var running = inFlight.count
         var perSource = Dictionary(grouping: inFlight.keys, by: \.source).mapValues(\.count)
         var queue: [GuestKey] = []
-        for c in ordered {
+        let startedThisOnce = state.withLock { $0.startedThisOnce }
+        for c in ordered where startedThisOnce?.contains(c.key) != true {
             guard stateOK else {
                 queue.append(c.key)
                 continue
@@ -293,6 +301,7 @@ public final class Reconciler: Service, Sendable {
             let claimed = state.withLock { s -> Bool in
                 guard s.inFlight[c.key] == nil, s.lastFinish[c.key, default: 0] <= readEpoch else { return false }
                 s.inFlight[c.key] = InFlight(volid: backup.volid, startedAt: now)
+                s.startedThisOnce?.insert(c.key)
                 return true
             }
             guard claimed else { continue }

@@ -32,6 +32,9 @@ struct SimulatorCommand: AsyncParsableCommand {
     @Flag(name: .customLong("manual-clock"), help: "Freeze time; advance it with POST /_sim/advance?seconds=N.")
     var manualClock = false
 
+    @Option(help: "Simulated time at start: RFC 3339 (2026-11-27T12:00:00Z) or Unix seconds (default: now).")
+    var start: String?
+
     @Option(name: .customLong("log.level"), help: "debug, info, warn or error.")
     var logLevel: String = "info"
 
@@ -52,7 +55,8 @@ struct SimulatorCommand: AsyncParsableCommand {
             guard speed > 0 else { throw UsageError(message: "--speed must be positive") }
             let address: ListenAddress
             do { address = try ListenAddress(parsing: listenAddress) } catch { throw UsageError(message: "--web.listen-address: \(error)") }
-            let clock: any SimClock = manualClock ? ManualClock(start: Date().timeIntervalSince1970) : AcceleratedClock(speed: speed)
+            let epoch = try start.map(Self.parseStart) ?? Date().timeIntervalSince1970
+            let clock: any SimClock = manualClock ? ManualClock(start: epoch) : AcceleratedClock(epoch: epoch, speed: speed)
             let token = ProcessInfo.processInfo.environment["PBS_STANDBY_SIM_TOKEN"].flatMap { try? APIToken(parsing: $0) }
             let simulator = PVESimulator(scenario: scenario, clock: clock, token: token)
             let server = try SimulatorServer(simulator: simulator, address: address, tls: tls)
@@ -64,6 +68,18 @@ struct SimulatorCommand: AsyncParsableCommand {
                 logger: Logger(label: "pbs-standby.simulator")))
             try await group.run()
         }
+    }
+}
+
+extension SimulatorCommand {
+    /// `--start`: RFC 3339 with a zone, or Unix seconds.
+    static func parseStart(_ text: String) throws -> Double {
+        if let seconds = Double(text), seconds.isFinite, seconds >= 0 { return seconds }
+        let formatter = ISO8601DateFormatter()
+        if let date = formatter.date(from: text) { return date.timeIntervalSince1970 }
+        formatter.formatOptions.insert(.withFractionalSeconds)
+        if let date = formatter.date(from: text) { return date.timeIntervalSince1970 }
+        throw UsageError(message: "--start: '\(text)' is neither RFC 3339 with a zone (2026-11-27T12:00:00Z) nor Unix seconds")
     }
 }
 

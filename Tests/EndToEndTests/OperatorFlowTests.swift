@@ -44,6 +44,22 @@ struct OperatorFlowTests {
         #expect(archives.count == Set(archives).count, "no backup restored twice")
     }
 
+    /// The simulator starts at `--start` (the harness uses the next noon UTC) and names a bad value.
+    @Test func simulatorStartsAtTheGivenTime() throws {
+        let (rc, _, err) = try run(["simulator", "--start", "yesterday"])
+        #expect(rc == 2 && err.contains("--start: 'yesterday' is neither RFC 3339"), "\(err)")
+        let sim = try SimulatorProcess(scenario: endToEndScenario)
+        defer { sim.stop() }
+        let body = try #require(sim.call("GET", "/api2/json/nodes/pve-standby/storage/pbs-prod/content?content=backup"))
+        let listing = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let entries = try #require(listing["data"] as? [[String: Any]])
+        let times = entries.filter { ($0["vmid"] as? Int) == 103 }.compactMap { $0["ctime"] as? Int }
+        let newest = try #require(times.max())
+        #expect(newest % 86_400 == 3600, "103's newest backup is today's 01:00 UTC: \(newest)")
+        let start = newest + 11 * 3600, now = Int(Date().timeIntervalSince1970)
+        #expect(start >= now - 60 && start <= now + 86_400, "simulated time starts at the next noon: \(start) vs now \(now)")
+    }
+
     @Test func holdResumeAndFailover() async throws {
         let sim = try SimulatorProcess(scenario: endToEndScenario)
         defer { sim.stop() }

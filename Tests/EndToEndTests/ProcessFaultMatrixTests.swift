@@ -205,7 +205,7 @@ final class ServiceProcess {
         port = Int.random(in: 40001...45000)
         base = "http://127.0.0.1:\(port)"
         log = sim.dir.appendingPathComponent("service-\(port).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        try #require(FileManager.default.createFile(atPath: log.path, contents: nil))
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)"]
         process.standardOutput = FileHandle.nullDevice

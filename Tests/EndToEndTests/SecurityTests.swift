@@ -12,7 +12,7 @@ struct SecurityTests {
         let secret = String(sim.token.split(separator: "=").last!)
         let port = Int.random(in: 60001...62000)
         let log = sim.dir.appendingPathComponent("log.txt")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        try #require(FileManager.default.createFile(atPath: log.path, contents: nil))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)", "--log.level", "debug", "--log.format", "json"]

@@ -260,13 +260,29 @@ public struct Selection: Sendable, Equatable {
         }
     }
 
+    /// `*` any run of digits, `?` one digit. Greedy with one backtrack point (the last star), so
+    /// time is at most pattern × text length, never exponential in the number of stars.
     static func glob(_ pattern: String, matches s: String) -> Bool {
         let p = Array(pattern), t = Array(s)
-        func m(_ i: Int, _ j: Int) -> Bool {
-            if i == p.count { return j == t.count }
-            if p[i] == "*" { return m(i + 1, j) || (j < t.count && m(i, j + 1)) }
-            return j < t.count && (p[i] == "?" || p[i] == t[j]) && m(i + 1, j + 1)
+        var i = 0, j = 0
+        var star: Int?, resume = 0  // the last star seen, and where its run of text ends now
+        while j < t.count {
+            if i < p.count, p[i] == "?" || p[i] == t[j] {
+                i += 1
+                j += 1
+            } else if i < p.count, p[i] == "*" {
+                star = i
+                resume = j
+                i += 1
+            } else if let star {
+                i = star + 1
+                resume += 1
+                j = resume
+            } else {
+                return false
+            }
         }
-        return m(0, 0)
+        while i < p.count, p[i] == "*" { i += 1 }
+        return i == p.count
     }
 }

@@ -121,6 +121,19 @@ struct ConfigTests {
         #expect(c.effective(source: s, vmid: 120).rpoTarget == .seconds(3600))
     }
 
+    /// Globs match in time linear in pattern × VMID length: a pattern of many stars once took
+    /// exponential time (backtracking per star), so one config line could hang every pass.
+    @Test func globsMatchWithoutBacktrackingBlowUp() throws {
+        let stars = String(repeating: "*", count: 60)
+        let s = try Selection.parse([stars + "7", "1?3", "4*2*", "*9"], path: "sources[0].include", line: 3)
+        #expect(s.contains(999_999_997) && !s.contains(999_999_998), "the stars then 7")
+        #expect(s.contains(123) && s.contains(193) && !s.contains(1234))
+        #expect(s.contains(42) && s.contains(4_112) && s.contains(402) && !s.contains(4_113))
+        #expect(s.contains(9) && s.contains(19) && !s.contains(91))
+        let none = try Selection.parse([stars + "x"].map { $0.replacingOccurrences(of: "x", with: "?0") }, path: "p", line: nil)
+        #expect(!none.contains(999_999_991) && none.contains(10))
+    }
+
     @Test func errorsNameKeyAndLine() {
         func error(_ yaml: String) -> String {
             do { _ = try StandbyConfig.parse(yaml: yaml); return "no error" } catch { return error.description }

@@ -6,9 +6,9 @@ import StandbyCore
 import ConfigSupport
 import Testing
 
-/// Seeded random-input harness, reproducible from the seed. It covers what the libFuzzer harness
-/// (`Fuzz/ProxmoxAPIFuzz.swift`, `scripts/fuzz.sh`: coverage-guided, PVE parsers only) cannot
-/// easily link: the YAML parsers (Yams) and the HTTP server (libmicrohttpd). Inputs are
+/// Seeded random-input harness, reproducible from the seed. It covers what the libFuzzer harnesses
+/// (`Fuzz/*.swift`, `scripts/fuzz.sh`: coverage-guided, PVE parsers and the config file) do not:
+/// the scenario and web-config parsers and the HTTP server (libmicrohttpd). Inputs are
 /// mutations of valid samples: byte flips, truncations, insertions of interesting tokens.
 /// The property is always "an error or a value, never a crash"; counts are in the README.
 /// `FUZZ_ITERATIONS` raises the count for long runs.

@@ -19,8 +19,9 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             _ = try StandbyConfig.parse(yaml: text)
         } catch {
             // YAML breaks lines at \n, \r, \r\n, NEL, LS and PS; Character.isNewline covers
-            // those (and VT/FF too, which only loosens the bound).
-            let lines = text.filter(\.isNewline).count + 1
+            // those (and VT/FF too, which only loosens the bound). Counted over the text's
+            // characters, not a filtered String, where "\r" and "\n" would join into one "\r\n".
+            let lines = text.reduce(1) { $0 + ($1.isNewline ? 1 : 0) }
             if error.description.isEmpty { fatalError("empty config error for \(text.debugDescription)") }
             if let line = error.line, !(1...max(lines, 1) + 1).contains(line) {
                 fatalError("config error at line \(line) of a \(lines)-line file: \(error)")

@@ -42,6 +42,15 @@ final class Rig: @unchecked Sendable {
 
     static let gib: Int64 = 1 << 30
 
+    /// One PBS storage `pbs-prod` and a 4 TiB `local-lvm`, with these guests backed up.
+    static func scenario(backedUp: [Scenario.BackedUpGuest]) -> Scenario {
+        var s = Scenario()
+        s.pbsStorages = [.init(id: "pbs-prod", datastore: "s")]
+        s.targetStorages = [.init(id: "local-lvm", total: 4 << 40)]
+        s.backedUp = backedUp
+        return s
+    }
+
     /// 101 VM (ok), 201 CT (ok), 102 VM with a backup in progress only, 150 foreign running,
     /// 151 locked ours, 152 protected ours, 160 whose restores fail, 170 running foreign? no: ours running.
     static func scenario() -> Scenario {
@@ -139,13 +148,10 @@ struct ReconcilerTests {
     /// one worker restores them (as in CI, where simulated time ran on during a `once` that
     /// kept finding newer backups and never exited).
     @Test func onceEndsWhileBackupsKeepArriving() async throws {
-        var scenario = Scenario()
-        scenario.pbsStorages = [.init(id: "pbs-prod", datastore: "s")]
-        scenario.targetStorages = [.init(id: "local-lvm", total: 4 << 40)]
         // 100 GiB restores take ~340 s at 300 MiB/s; production backs each guest up every 300 s.
-        scenario.backedUp = [301, 302, 303].map {
+        let scenario = Rig.scenario(backedUp: [301, 302, 303].map {
             .init(vmid: $0, type: .vm, name: "vm\($0)", storage: "pbs-prod", disks: [100 * Rig.gib], interval: 300, offset: Double($0 % 3) * 100)
-        }
+        })
         let rig = try Rig(scenario: scenario) { $0.restore.workers = 1 }
         let once = Task { await rig.once() }
         let watchdog = Task {
@@ -178,10 +184,7 @@ struct ReconcilerTests {
         let dir = NSTemporaryDirectory() + "pbs-standby-restart-\(UUID().uuidString)"
         let path = dir + "/state.db"
         let clock = ManualClock(start: 1_795_000_000)
-        var scenario = Scenario()
-        scenario.pbsStorages = [.init(id: "pbs-prod", datastore: "s")]
-        scenario.targetStorages = [.init(id: "local-lvm", total: 4 << 40)]
-        scenario.backedUp = [.init(vmid: 300, type: .vm, name: "big", storage: "pbs-prod", disks: [100 * Rig.gib], interval: 86400)]
+        let scenario = Rig.scenario(backedUp: [.init(vmid: 300, type: .vm, name: "big", storage: "pbs-prod", disks: [100 * Rig.gib], interval: 86400)])
         let sim = PVESimulator(scenario: scenario, clock: clock)
         var config = StandbyRuntime.demoConfig(scenario: scenario, statePath: path)
         config.restore.pollInterval = .seconds(30)
@@ -288,10 +291,7 @@ struct KeepPreviousTests {
     /// The live copy is never the one overwritten; a failed restore leaves it untouched; after a
     /// good restore the older copy is destroyed.
     @Test func neverWithoutAGoodCopyUnderFailures() async throws {
-        var scenario = Scenario()
-        scenario.pbsStorages = [.init(id: "pbs-prod", datastore: "s")]
-        scenario.targetStorages = [.init(id: "local-lvm", total: 4 << 40)]
-        scenario.backedUp = [.init(vmid: 101, type: .vm, name: "web", storage: "pbs-prod", disks: [4 * Rig.gib], interval: 3600)]
+        let scenario = Rig.scenario(backedUp: [.init(vmid: 101, type: .vm, name: "web", storage: "pbs-prod", disks: [4 * Rig.gib], interval: 3600)])
         let rig = try Rig(scenario: scenario) { c in
             c.restore.keepPrevious = true
             c.restore.previousVmidOffset = 1000

@@ -26,7 +26,7 @@ public final class PVESimulator: Sendable {
     /// Records the served certificate's fingerprint so `GET /nodes` lists it as `ssl_fingerprint`.
     public func setServedFingerprint(_ fp: String) { servedFingerprint.withLock { $0 = fp } }
 
-    struct State {
+    struct State: Codable {
         var guests: [Int: SimGuest] = [:]
         var tasks: [String: SimTask] = [:]
         var taskOrder: [String] = []
@@ -41,6 +41,46 @@ public final class PVESimulator: Sendable {
         var rng: SplitMix64
         var pid: UInt32 = 0x1000
         var taskFailureProbability: Double
+
+        // Everything but the listing cache, which is rebuilt on demand.
+        private enum CodingKeys: String, CodingKey {
+            case guests, tasks, taskOrder, unsettled, journal, faults, restoreFails, targetUsed, rng, pid, taskFailureProbability
+        }
+    }
+
+    /// What `pbs-standby simulator --state-dir` writes at stop and reads at start, so that a
+    /// stopped and restarted simulator still has its guests, running tasks, journal and token —
+    /// as PVE's tasks and guests outlive a pveproxy restart. Start it with the same scenario.
+    public struct Saved: Codable, Sendable {
+        /// Simulated time when saved.
+        public var time: Double
+        /// Wall-clock time when saved (an accelerated clock moves on by the downtime).
+        public var savedAt: Double
+        /// The simulator's start time (backup histories are laid out from it).
+        public var startTime: Double
+        /// The node's name, to refuse a saved state of another scenario.
+        public var node: String
+        var token: String
+        var state: State
+    }
+
+    /// The state to save now.
+    public func saved() -> Saved {
+        Saved(time: clock.now(), savedAt: Date().timeIntervalSince1970, startTime: startTime, node: scenario.node,
+              token: token.fullText, state: state.withLock { $0 })
+    }
+
+    /// A simulator resuming from a saved state (`clock` should continue from `saved.time`).
+    /// Throws when the state belongs to a scenario with another node name or an unreadable token.
+    public init(scenario: Scenario, clock: any SimClock, saved: Saved, token: APIToken? = nil) throws {
+        guard saved.node == scenario.node else {
+            throw SimulatorError("the saved state is of node '\(saved.node)', the scenario's node is '\(scenario.node)'")
+        }
+        self.scenario = scenario
+        self.clock = clock
+        self.startTime = saved.startTime
+        do { self.token = try token ?? APIToken(parsing: saved.token) } catch { throw SimulatorError("the saved token is unreadable: \(error)") }
+        state = Mutex(saved.state)
     }
 
     /// Creates a simulator; the token is random unless given.

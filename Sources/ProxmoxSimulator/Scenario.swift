@@ -100,7 +100,7 @@ public struct Scenario: Sendable {
     }
 
     /// An injected fault: answer matching calls with an error, or slowly.
-    public struct Fault: Sendable {
+    public struct Fault: Sendable, Codable {
         public var method: String?
         /// Substring of the API path.
         public var path: String?

@@ -27,14 +27,14 @@ public final class SimulatorServer: Sendable {
     /// PEM of the served certificate (for CA-file verification in tests).
     public let certificatePEM: String?
 
-    /// Creates the server; with `tls` a self-signed certificate for 127.0.0.1/localhost is
-    /// generated with `openssl` at start.
-    public init(simulator: PVESimulator, address: ListenAddress, tls: Bool,
+    /// Creates the server; with `tls` it serves `certificate`, or a self-signed certificate for
+    /// 127.0.0.1/localhost generated with `openssl` at start.
+    public init(simulator: PVESimulator, address: ListenAddress, tls: Bool, certificate: SelfSignedCertificate? = nil,
                 logger: Logger = Logger(label: "pbs-standby.simulator")) throws {
         self.simulator = simulator
         var web = WebConfig()
         if tls {
-            let cert = try SelfSignedCertificate.generate()
+            let cert = try certificate ?? SelfSignedCertificate.generate()
             web.tls = .init(certificatePEM: cert.certificatePEM, keyPEM: cert.keyPEM)
             fingerprint = cert.fingerprint
             certificatePEM = cert.certificatePEM
@@ -211,7 +211,7 @@ private final class OutageControl: @unchecked Sendable {
 }
 
 /// A throw-away self-signed certificate for the simulator's HTTPS frontend, made by `openssl`.
-public struct SelfSignedCertificate: Sendable {
+public struct SelfSignedCertificate: Sendable, Codable {
     public var certificatePEM: String
     public var keyPEM: String
     /// SHA-256 fingerprint in PVE's `AB:CD:…` form.

@@ -2,7 +2,7 @@ import Foundation
 import ProxmoxAPI
 
 /// A guest on the simulated standby node.
-struct SimGuest {
+struct SimGuest: Codable {
     var vmid: Int
     var type: GuestType
     var name: String
@@ -38,7 +38,7 @@ struct SimTask {
     var effect: Effect
     var applied = false
 
-    enum Effect {
+    enum Effect: Codable {
         case none
         case restoreSucceeded(vmid: Int, type: GuestType, name: String, tags: [String], description: String?, disks: [Int64], storage: String, start: Bool)
         case restoreFailedVM(vmid: Int)
@@ -46,6 +46,34 @@ struct SimTask {
         case unlock(vmid: Int)
         case setStatus(vmid: Int, status: String)
         case destroy(vmid: Int)
+    }
+}
+
+extension SimTask: Codable {
+    private enum CodingKeys: String, CodingKey { case upid, start, end, lines, exitStatus, effect, applied }
+    private struct Line: Codable {
+        var at: Double
+        var text: String
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(upid: try c.decode(UPID.self, forKey: .upid), start: try c.decode(Double.self, forKey: .start),
+                  end: try c.decode(Double.self, forKey: .end),
+                  lines: try c.decode([Line].self, forKey: .lines).map { ($0.at, $0.text) },
+                  exitStatus: try c.decode(String.self, forKey: .exitStatus), effect: try c.decode(Effect.self, forKey: .effect),
+                  applied: try c.decode(Bool.self, forKey: .applied))
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(upid, forKey: .upid)
+        try c.encode(start, forKey: .start)
+        try c.encode(end, forKey: .end)
+        try c.encode(lines.map { Line(at: $0.0, text: $0.1) }, forKey: .lines)
+        try c.encode(exitStatus, forKey: .exitStatus)
+        try c.encode(effect, forKey: .effect)
+        try c.encode(applied, forKey: .applied)
     }
 }
 
@@ -68,7 +96,7 @@ public enum SimResult: Sendable {
 
 /// Small deterministic PRNG (SplitMix64): fault dice, generated fleets, benchmark workloads and
 /// fuzz inputs are reproducible from their seed.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+public struct SplitMix64: RandomNumberGenerator, Sendable, Codable {
     public var state: UInt64
     /// Starts from `state`.
     public init(state: UInt64) { self.state = state }

@@ -35,6 +35,11 @@ struct SimulatorCommand: AsyncParsableCommand {
     @Option(help: "Simulated time at start: RFC 3339 (2026-11-27T12:00:00Z) or Unix seconds (default: now).")
     var start: String?
 
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp(
+        "Keep the simulator's state here: saved at SIGTERM/SIGINT, resumed at the next start (guests, tasks, journal, token, TLS certificate).",
+        discussion: "Stands in for a pveproxy restart: PVE's tasks and guests outlive it. Start again with the same scenario and listen address."))
+    var stateDir: String?
+
     @Option(name: .customLong("log.level"), help: "debug, info, warn or error.")
     var logLevel: String = "info"
 
@@ -55,16 +60,33 @@ struct SimulatorCommand: AsyncParsableCommand {
             guard speed > 0 else { throw UsageError(message: "--speed must be positive") }
             let address: ListenAddress
             do { address = try ListenAddress(parsing: listenAddress) } catch { throw UsageError(message: "--web.listen-address: \(error)") }
-            let epoch = try start.map(Self.parseStart) ?? Date().timeIntervalSince1970
+            let store = stateDir.map { SimulatorStateDir(path: $0) }
+            let saved = try store?.loadState()
+            if saved != nil, start != nil {
+                throw UsageError(message: "--start: \(store!.statePath) exists; the simulator resumes at its saved time")
+            }
+            var epoch = try start.map(Self.parseStart) ?? Date().timeIntervalSince1970
+            if let saved {
+                // Time went on while the simulator was down, unless it only moves by hand.
+                epoch = manualClock ? saved.time : saved.time + max(0, Date().timeIntervalSince1970 - saved.savedAt) * speed
+            }
             let clock: any SimClock = manualClock ? ManualClock(start: epoch) : AcceleratedClock(epoch: epoch, speed: speed)
             let token = ProcessInfo.processInfo.environment["PBS_STANDBY_SIM_TOKEN"].flatMap { try? APIToken(parsing: $0) }
-            let simulator = PVESimulator(scenario: scenario, clock: clock, token: token)
-            let server = try SimulatorServer(simulator: simulator, address: address, tls: tls)
+            let simulator: PVESimulator
+            if let saved {
+                do { simulator = try PVESimulator(scenario: scenario, clock: clock, saved: saved, token: token) } catch {
+                    throw UsageError(message: "--state-dir: \(store!.statePath): \(error)")
+                }
+            } else {
+                simulator = PVESimulator(scenario: scenario, clock: clock, token: token)
+            }
+            let certificate = tls ? try store?.certificate() : nil
+            let server = try SimulatorServer(simulator: simulator, address: address, tls: tls, certificate: certificate)
             let url = try server.start()
             let lines = "url=\(url)\ntoken=\(simulator.token.fullText)\nfingerprint=\(server.fingerprint ?? "")\nnode=\(scenario.node)\n"
             FileHandle.standardOutput.write(Data(lines.utf8))
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: SimulatorService(server: server))], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: [.init(service: SimulatorService(server: server, store: store))], gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "pbs-standby.simulator")))
             try await group.run()
         }
@@ -83,12 +105,63 @@ extension SimulatorCommand {
     }
 }
 
-/// Serves until graceful shutdown, then stops whichever listener is current (outages replace it).
+/// Serves until graceful shutdown, then stops whichever listener is current (outages replace it)
+/// and, with `--state-dir`, saves the state once no request can change it any more.
 private struct SimulatorService: Service {
     let server: SimulatorServer
+    let store: SimulatorStateDir?
 
     func run() async throws {
         try? await gracefulShutdown()
         server.stop()
+        do { try store?.save(server.simulator.saved()) } catch {
+            FileHandle.standardError.write(Data("pbs-standby simulator: cannot save the state: \(error)\n".utf8))
+        }
+    }
+}
+
+/// `--state-dir`: `state.json` (written at stop) and `certificate.json` (the TLS certificate and
+/// key, made at the first start and served at every later one, so pinned fingerprints hold).
+/// Both mode 0600: they hold the token's secret and the private key.
+struct SimulatorStateDir {
+    let path: String
+    var statePath: String { path + "/state.json" }
+    var certificatePath: String { path + "/certificate.json" }
+
+    func loadState() throws -> PVESimulator.Saved? {
+        guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
+        do { return try JSONDecoder().decode(PVESimulator.Saved.self, from: data) } catch {
+            throw UsageError(message: "--state-dir: \(statePath) is not a saved simulator state: \(error)")
+        }
+    }
+
+    func certificate() throws -> SelfSignedCertificate {
+        if let data = FileManager.default.contents(atPath: certificatePath) {
+            do { return try JSONDecoder().decode(SelfSignedCertificate.self, from: data) } catch {
+                throw UsageError(message: "--state-dir: \(certificatePath) is not a saved certificate: \(error)")
+            }
+        }
+        let made = try SelfSignedCertificate.generate()
+        try write(JSONEncoder().encode(made), to: certificatePath)
+        return made
+    }
+
+    func save(_ saved: PVESimulator.Saved) throws {
+        try write(JSONEncoder().encode(saved), to: statePath)
+    }
+
+    private func write(_ data: Data, to file: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let temporary = file + ".tmp"
+            guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
+                throw SimulatorError("cannot write \(temporary)")
+            }
+            guard rename(temporary, file) == 0 else { throw SimulatorError("cannot rename \(temporary) to \(file): \(String(cString: strerror(errno)))") }
+        } catch let error as UsageError {
+            throw error
+        } catch {
+            throw UsageError(message: "--state-dir: \(error)")
+        }
     }
 }

@@ -74,21 +74,25 @@ struct ProcessFaultMatrixTests {
         #expect(sim.restorePosts(vmid: 101).filter { $0.archive == running }.count == 1, "followed to its end, not restarted")
         #expect((service.status()?.guest(101)?["consecutive_failures"] as? Int) == 0)
 
-        // 3. Connection refused (pveproxy down 8 s) during a restore: sources are reported down,
-        // the restore is followed once PVE is back, nothing is restored twice.
+        // 3. Connection refused during a restore: the simulator process is stopped, then started
+        // again on the same port with its saved state (guests and running tasks survive, as in
+        // PVE when pveproxy restarts). Sources are reported down, the restore is followed once
+        // PVE is back, nothing is restored twice.
         await sim.stopTicking()
         sim.advance(3600 + 900)
         posts = sim.restorePosts(vmid: 101).count
         try await service.waitFor("the next restore of 101 started", seconds: 20) { _ in sim.restorePosts(vmid: 101).count == posts + 1 }
         running = sim.restorePosts(vmid: 101).last?.archive ?? ""
-        sim.post("/_sim/outage?seconds=8")
-        try await Task.sleep(for: .seconds(1))
+        sim.stopProcess()
         #expect(runCurl(["-sk", "-o", "/dev/null", sim.url + "/api2/json/version"]).status == 7, "the simulated PVE refuses connections")
         try await service.waitFor("sources reported down", seconds: 15) { s in
             s.sources.allSatisfy { $0["up"] as? Bool == false }
         }
         #expect(service.metrics().contains("pbs_standby_source_up{source=\"pbs-a\"} 0.0"))
-        try await Task.sleep(for: .seconds(7))
+        s = try #require(service.status(), "the service answers while PVE is down")
+        #expect(s.guest(101)?["state"] as? String == "restoring", "the restore is still followed")
+        try await Task.sleep(for: .seconds(3))
+        try sim.startAgain()
         sim.startTicking()
         try await service.waitFor("101 restored after the outage, sources up", seconds: 40) { s in
             (s.guest(101)?["last_restore"] as? [String: Any])?["result"] as? String == "success"

@@ -2,9 +2,11 @@ import Foundation
 import Testing
 
 /// A `pbs-standby simulator --tls --manual-clock` child process. The test moves its clock with
-/// `/_sim/advance`, so restores progress only when the test says so.
+/// `/_sim/advance`, so restores progress only when the test says so. Its state lives in
+/// `dir/simulator`, so ``stopProcess()`` and ``startAgain()`` stop and restart the process with its
+/// guests, tasks, journal, token and certificate, as PVE keeps them over a pveproxy restart.
 final class SimulatorProcess {
-    let process = Process()
+    private(set) var process = Process()
     var url = "", token = "", fingerprint = "", node = ""
     let dir: URL
     private var ticker: Ticker?
@@ -13,16 +15,35 @@ final class SimulatorProcess {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("sim-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try scenario.write(to: dir.appendingPathComponent("scenario.yml"), atomically: true, encoding: .utf8)
+        try launch(["--start", String(Int(Self.nextNoon())), "--web.listen-address", "127.0.0.1:0"])
+    }
+
+    /// Stops the simulator process (SIGTERM: it saves its state); connections are refused until
+    /// ``startAgain()``.
+    func stopProcess() {
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+    }
+
+    /// Starts the simulator process again on the same port, resuming the saved state.
+    func startAgain() throws {
+        let port = try #require(url.split(separator: ":").last.map(String.init))
+        let before = (url, token, fingerprint)
+        try launch(["--web.listen-address", "127.0.0.1:\(port)"])
+        #expect((url, token, fingerprint) == before, "the restarted simulator has the same address, token and certificate")
+    }
+
+    private func launch(_ arguments: [String]) throws {
+        process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["simulator", "--tls", "--manual-clock", "--start", String(Int(Self.nextNoon())),
-                             "--web.listen-address", "127.0.0.1:0", "--scenario", dir.appendingPathComponent("scenario.yml").path]
+        process.arguments = ["simulator", "--tls", "--manual-clock", "--scenario", dir.appendingPathComponent("scenario.yml").path,
+                             "--state-dir", dir.appendingPathComponent("simulator").path] + arguments
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
         try process.run()
         var text = ""
         let deadline = Date().addingTimeInterval(20)
-        while !text.contains("node=") && Date() < deadline {
+        while !text.contains("node=") && Date() < deadline && process.isRunning {
             text += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
         }
         for line in text.split(separator: "\n") {

@@ -277,6 +277,54 @@ struct ClientContractTests {
         #expect(error?.isTransient == true, "\(String(describing: error))")
     }
 
+    /// `/_sim/outage`: the listener closes (connection refused) and listens again on the same port.
+    @Test func outageRefusesThenListensAgain() async throws {
+        let h = try Harness(.https)
+        let url = h.server!.url
+        h.server!.outage(seconds: 2)
+        var error: ProxmoxError?
+        for _ in 0..<30 where error == nil {  // the listener closes 100 ms after the call
+            try await Task.sleep(for: .milliseconds(50))
+            error = await proxmoxError { () async throws(ProxmoxError) in _ = try await h.client.nodes() }
+        }
+        #expect(error?.isTransient == true, "refused during the outage: \(String(describing: error))")
+        var back = false
+        for _ in 0..<60 where !back {
+            try await Task.sleep(for: .milliseconds(100))
+            back = (try? await h.client.nodes().count) == 1
+        }
+        #expect(back && h.server!.url == url, "listening again on \(url)")
+    }
+
+    /// What `simulator --state-dir` saves: a simulator resumed from it has the guests, the running
+    /// task (its log and its end effect), the journal and the token of the one that stopped.
+    @Test func savedStateResumesRunningTasks() async throws {
+        let h = try Harness(.inProcess)
+        let backup = try #require(try await h.client.backups(node: h.node, storage: "pbs-prod", vmid: 101).last)
+        var req = ProxmoxClient.RestoreRequest(node: h.node, vmid: 101, archive: backup.volid, storage: "local-lvm")
+        req.tags = ["pbs-standby"]
+        let upid = try await h.client.restore(req)
+        h.advance(2)
+        let linesBefore = try await h.client.taskLog(upid).count
+        #expect(try await h.client.taskStatus(upid).running)
+        let data = try JSONEncoder().encode(h.simulator.saved())
+
+        let saved = try JSONDecoder().decode(PVESimulator.Saved.self, from: data)
+        let clock = ManualClock(start: saved.time)
+        let resumed = try PVESimulator(scenario: Harness.scenario(), clock: clock, saved: saved)
+        #expect(resumed.token.fullText == h.simulator.token.fullText && resumed.startTime == h.simulator.startTime)
+        #expect(resumed.journal() == h.simulator.journal())
+        let client = ProxmoxClient(transport: InProcessTransport(simulator: resumed))
+        #expect(try await client.taskLog(upid).count == linesBefore, "the log so far")
+        #expect(try await client.taskStatus(upid).running)
+        clock.advance(by: 3600)
+        #expect(try await client.taskStatus(upid).succeeded)
+        #expect(try await client.guests().first { $0.vmid == 101 }?.tags == ["pbs-standby"], "the restore's effect applied after resuming")
+        var other = Harness.scenario()
+        other.node = "elsewhere"
+        #expect(throws: SimulatorError.self) { _ = try PVESimulator(scenario: other, clock: clock, saved: saved) }
+    }
+
     @Test func injectedFaultsAreClassified() async throws {
         let h = try Harness(.https)
         h.simulator.addFault(.init(method: "GET", path: "/cluster/resources", status: 503, message: "service busy", times: 1))

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// HTTP request methods the server routes. Anything else is answered 405 (or 501 by libmicrohttpd).
@@ -86,7 +87,11 @@ public struct HTTPResponse: Sendable {
 
     /// A small JSON error body `{"error": "..."}` with the given status.
     public static func jsonError(_ message: String, status: Int) -> HTTPResponse {
-        .json(Array("{\"error\":\(jsonQuoted(message))}\n".utf8), status: status)
+        // A one-key object of a String cannot fail to encode.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        let body = (try? encoder.encode(["error": message])) ?? Data(#"{"error":"unencodable message"}"#.utf8)
+        return .json(Array(body) + [0x0A], status: status)
     }
 }
 
@@ -163,26 +168,3 @@ extension String {
     }
 }
 
-/// Quotes a string as a JSON string literal (the escapes RFC 8259 requires).
-public func jsonQuoted(_ s: String) -> String {
-    var out = "\""
-    out.reserveCapacity(s.utf8.count + 2)
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    out += "\""
-    return out
-}

@@ -99,6 +99,12 @@ struct CLITests {
         #expect(page.components(separatedBy: "<tr class=\"guest\">").count - 1 == 12)
         #expect(curl("http://127.0.0.1:\(port)/api/v1/guests/101")?.contains("\"vmid\":101") == true)
         #expect(curl("http://127.0.0.1:\(port)/api/v1/guests/999") == nil, "404 for an unknown guest")
+        // 400 naming the bad VMID, quoted as JSON whatever the path holds (quote, backslash, tab).
+        let (_, bad) = runCurl(["-s", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)/api/v1/guests/%22a%5Cb%09"])
+        let badLines = bad.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(badLines.last == "400", "\(bad)")
+        let badJSON = try JSONSerialization.jsonObject(with: Data(badLines.dropLast().joined(separator: "\n").utf8)) as? [String: Any]
+        #expect(badJSON?["error"] as? String == "'\"a\\b\t' is not a VMID", "\(bad)")
         let stopAt = Date()
         p.interrupt()
         p.waitUntilExit()

@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import MicroHTTP
 import ProxmoxAPI
-import Synchronization
 
 /// Serves a ``PVESimulator`` over HTTP or HTTPS at `/api2/json/…` through MicroHTTP, with PVE's
 /// envelope (reference §1.2) and token auth (§1.4: 401 with an empty body), plus test hooks
@@ -11,15 +10,13 @@ import Synchronization
 /// - `POST /_sim/advance?seconds=N`: moves a manual clock;
 /// - `POST /_sim/faults?method=&path=&status=&message=&times=&delay=`: adds a fault rule
 ///   (`path` is a substring of the API path), `DELETE /_sim/faults` removes them all;
-/// - `POST /_sim/restore-fails?vmid=N&fails=1|0`: restores of a guest fail inside the task;
-/// - `POST /_sim/outage?seconds=N`: closes the listening socket (clients get "connection
-///   refused") and listens again on the same port after N real seconds — pveproxy restarting:
-///   the PVE state (guests, running tasks) stays.
+/// - `POST /_sim/restore-fails?vmid=N&fails=1|0`: restores of a guest fail inside the task.
+/// Connection refused is a stopped simulator process (`simulator --state-dir` keeps its state).
 public final class SimulatorServer: Sendable {
     /// The simulator served.
     public let simulator: PVESimulator
-    /// The HTTP server listening now (replaced after an outage).
-    public var server: HTTPServer { listener.withLock { $0.server } }
+    /// The HTTP server.
+    public let server: HTTPServer
     /// `https://127.0.0.1:PORT` (or http).
     public let baseURLPrefix: String
     /// The served certificate's SHA-256 fingerprint in PVE's form (nil without TLS).
@@ -46,80 +43,25 @@ public final class SimulatorServer: Sendable {
         var config = HTTPServerConfiguration(address: address, web: web)
         config.threads = 4
         config.connectionLimit = 512
-        let control = OutageControl()
-        let router = Self.router(simulator, outage: { control.server?.outage(seconds: $0) })
-        self.router = router
-        self.logger = logger
-        listener = Mutex(Listener(server: HTTPServer(configuration: config, router: router, logger: logger)))
+        server = HTTPServer(configuration: config, router: Self.router(simulator), logger: logger)
         let host = address.host.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "127.0.0.1"
         baseURLPrefix = "\(tls ? "https" : "http")://\(host)"
-        control.server = self
     }
-
-    private struct Listener: Sendable {
-        var server: HTTPServer
-        var port: UInt16 = 0
-        var stopped = false
-        var outages = 0
-    }
-
-    private let listener: Mutex<Listener>
-    private let router: Router
-    private let logger: Logger
 
     /// Starts listening; returns the base URL (`https://127.0.0.1:PORT`).
     @discardableResult
     public func start() throws -> String {
-        let server = self.server
         try server.start()
-        listener.withLock { $0.port = server.port }
         return url
     }
 
-    /// The base URL once started (the port stays the same across outages).
-    public var url: String { "\(baseURLPrefix):\(listener.withLock { $0.port })" }
+    /// The base URL once started.
+    public var url: String { "\(baseURLPrefix):\(server.port)" }
 
-    /// Stops the server (for good: an outage in progress does not listen again).
-    public func stop() {
-        let server = listener.withLock { l in
-            l.stopped = true
-            return l.server
-        }
-        server.stop()
-    }
+    /// Stops the server.
+    public func stop() { server.stop() }
 
-    /// Stops listening now and listens again on the same port after `seconds` (real time).
-    public func outage(seconds: Double) {
-        let (old, port, number) = listener.withLock { l in
-            l.outages += 1
-            return (l.server, l.port, l.outages)
-        }
-        let thread = Thread { [self] in
-            usleep(100_000)  // let the answer to POST /_sim/outage leave first
-            old.stop()
-            logger.notice("outage: not listening", metadata: ["seconds": "\(seconds)"])
-            usleep(UInt32(max(0, min(seconds, 3600)) * 1_000_000))
-            var config = old.configuration
-            config.address = ListenAddress(host: config.address.host, port: port)
-            let fresh = HTTPServer(configuration: config, router: router, logger: logger)
-            // Only the newest outage restarts, and not after stop().
-            guard listener.withLock({ !$0.stopped && $0.outages == number }) else { return }
-            for attempt in 1...50 {
-                do {
-                    try fresh.start()
-                    break
-                } catch {
-                    if attempt == 50 { logger.error("outage: cannot listen again", metadata: ["error": "\(error)"]) }
-                    usleep(100_000)
-                }
-            }
-            listener.withLock { $0.server = fresh }
-            logger.notice("outage over: listening again", metadata: ["port": "\(port)"])
-        }
-        thread.start()
-    }
-
-    static func router(_ sim: PVESimulator, outage: @escaping @Sendable (Double) -> Void) -> Router {
+    static func router(_ sim: PVESimulator) -> Router {
         var router = Router()
         let api: HTTPHandler = { req in
             guard sim.token.matches(authorizationHeader: req.header("Authorization")) else {
@@ -193,21 +135,8 @@ public final class SimulatorServer: Sendable {
             sim.setRestoreFails(vmid, fails == "1")
             return .json(Array("{\"vmid\":\(vmid)}".utf8))
         }
-        router.post("/_sim/outage") { req in
-            guard sim.token.matches(authorizationHeader: req.header("Authorization")) else { return .text("", status: 401) }
-            guard let seconds = req.query["seconds"].flatMap(Double.init), seconds >= 0, seconds <= 3600 else {
-                return .jsonError("query parameter 'seconds' must be a number of seconds from 0 to 3600", status: 400)
-            }
-            outage(seconds)
-            return .json(Array("{\"outage_seconds\":\(seconds)}".utf8), status: 202)
-        }
         return router
     }
-}
-
-/// Lets the router reach its server once both exist.
-private final class OutageControl: @unchecked Sendable {
-    weak var server: SimulatorServer?
 }
 
 /// A throw-away self-signed certificate for the simulator's HTTPS frontend, made by `openssl`.

@@ -105,8 +105,8 @@ extension SimulatorCommand {
     }
 }
 
-/// Serves until graceful shutdown, then stops whichever listener is current (outages replace it)
-/// and, with `--state-dir`, saves the state once no request can change it any more.
+/// Serves until graceful shutdown, then stops the server and, with `--state-dir`, saves the
+/// state once no request can change it any more.
 private struct SimulatorService: Service {
     let server: SimulatorServer
     let store: SimulatorStateDir?

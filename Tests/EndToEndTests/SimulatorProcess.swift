@@ -101,7 +101,7 @@ final class SimulatorProcess {
 
     func advance(_ seconds: Double) { _ = call("POST", "/_sim/advance?seconds=\(seconds)") }
 
-    /// A control call (`/_sim/faults`, `/_sim/outage`, …); records a test issue when it fails.
+    /// A control call (`/_sim/faults`, `/_sim/restore-fails`, …); records a test issue when it fails.
     func post(_ path: String) {
         if call("POST", path) == nil { Issue.record("POST \(path) to the simulator failed") }
     }

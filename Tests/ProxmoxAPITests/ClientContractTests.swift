@@ -277,25 +277,6 @@ struct ClientContractTests {
         #expect(error?.isTransient == true, "\(String(describing: error))")
     }
 
-    /// `/_sim/outage`: the listener closes (connection refused) and listens again on the same port.
-    @Test func outageRefusesThenListensAgain() async throws {
-        let h = try Harness(.https)
-        let url = h.server!.url
-        h.server!.outage(seconds: 2)
-        var error: ProxmoxError?
-        for _ in 0..<30 where error == nil {  // the listener closes 100 ms after the call
-            try await Task.sleep(for: .milliseconds(50))
-            error = await proxmoxError { () async throws(ProxmoxError) in _ = try await h.client.nodes() }
-        }
-        #expect(error?.isTransient == true, "refused during the outage: \(String(describing: error))")
-        var back = false
-        for _ in 0..<60 where !back {
-            try await Task.sleep(for: .milliseconds(100))
-            back = (try? await h.client.nodes().count) == 1
-        }
-        #expect(back && h.server!.url == url, "listening again on \(url)")
-    }
-
     /// What `simulator --state-dir` saves: a simulator resumed from it has the guests, the running
     /// task (its log and its end effect), the journal and the token of the one that stopped.
     @Test func savedStateResumesRunningTasks() async throws {

@@ -13,7 +13,7 @@ simport=$((19100 + RANDOM % 400)); port=$((19600 + RANDOM % 300))
 sim=$!
 until grep -q '^node=' "$dir/sim.out" 2>/dev/null; do sleep 0.2; done
 url=$(sed -n 's/^url=//p' "$dir/sim.out"); fp=$(sed -n 's/^fingerprint=//p' "$dir/sim.out")
-sed -n 's/^token=//p' "$dir/sim.out" > "$dir/token"
+(umask 077; sed -n 's/^token=//p' "$dir/sim.out" > "$dir/token")
 cat > "$dir/config.yml" <<CONFIG
 proxmox: {transport: https, url: "$url", token_file: "$dir/token", fingerprint: "$fp", node: pve-standby}
 state: {path: "$dir/state.db"}

@@ -55,6 +55,14 @@ static inline uint16_t pbs_mhd_bound_port(struct MHD_Daemon *daemon)
     return info != NULL ? info->port : 0;
 }
 
+/* The client's address of a connection (an IPv4 or IPv6 sockaddr); NULL when unknown. */
+static inline const struct sockaddr *pbs_mhd_client_address(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return info != NULL ? info->client_addr : NULL;
+}
+
 /* Number of open connections, idle keep-alive ones included. */
 static inline unsigned int pbs_mhd_current_connections(struct MHD_Daemon *daemon)
 {

@@ -4,7 +4,8 @@ import CMicroHTTPD
 // main.swift: a closure there inherits @MainActor isolation and traps on an MHD thread.
 
 /// The access handler: called once with the headers (answering then would disable
-/// keep-alive), then with body chunks, then once more with no data to produce the response.
+/// keep-alive, so only a body that may not be sent is refused then), then with body chunks,
+/// then once more with no data to produce the response.
 func mhdAccessHandler(
     _ cls: UnsafeMutableRawPointer?, _ connection: OpaquePointer?,
     _ url: UnsafePointer<CChar>?, _ method: UnsafePointer<CChar>?, _ version: UnsafePointer<CChar>?,
@@ -16,6 +17,13 @@ func mhdAccessHandler(
     guard let raw = conCls.pointee else {
         conCls.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
         context.inFlight.add(1, ordering: .relaxed)
+        if let refusal = context.earlyRefusal(
+            method: String(cString: method), path: String(cString: url),
+            contentLength: lookupHeader(connection, "Content-Length"),
+            transferEncoding: lookupHeader(connection, "Transfer-Encoding")) {
+            let (response, body) = context.finish(refusal, requestHeaders: [])
+            return queue(response, body: body, on: connection)
+        }
         return .YES
     }
     let state = Unmanaged<RequestState>.fromOpaque(raw).takeUnretainedValue()
@@ -37,7 +45,7 @@ func mhdAccessHandler(
     for (k, v) in collectValues(connection, .GET_ARGUMENT_KIND) where query[k] == nil { query[k] = v }
     let (response, body) = context.respond(
         method: String(cString: method), path: String(cString: url), state: state,
-        headers: headers, query: query)
+        client: ClientAddress.key(pbs_mhd_client_address(connection)), headers: headers, query: query)
     return queue(response, body: body, on: connection)
 }
 
@@ -73,6 +81,11 @@ private func queue(_ response: HTTPResponse, body: ResponseBody, on connection: 
 private func releaseBody(_ cls: UnsafeMutableRawPointer?) {
     guard let cls else { return }
     Unmanaged<ResponseBody>.fromOpaque(cls).release()
+}
+
+/// One request header's value (the first of that name, case-insensitive); nil when absent.
+private func lookupHeader(_ connection: OpaquePointer, _ name: String) -> String? {
+    MHD_lookup_connection_value(connection, .HEADER_KIND, name).map { String(cString: $0) }
 }
 
 private final class ValueCollector {

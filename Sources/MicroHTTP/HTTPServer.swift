@@ -17,7 +17,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var connectionLimit: Int = 256
     /// A connection idle this long is closed (slowloris defence), in whole seconds.
     public var idleTimeoutSeconds: Int = 30
-    /// Largest accepted request body; more is answered 413.
+    /// Largest accepted request body; more is answered 413. Only a route of a method other than
+    /// GET and HEAD takes a body: any other request that announces one is answered 413 before
+    /// authentication and before a byte of the body is read.
     public var maxBodyBytes: Int = 1 << 20
     /// Memory per connection for the request line and headers; a longer header is refused (431/413).
     public var connectionMemoryLimit: Int = 64 << 10
@@ -27,6 +29,10 @@ public struct HTTPServerConfiguration: Sendable {
     public var web: WebConfig = WebConfig()
     /// Bodies at least this long are gzip-compressed for clients that accept it.
     public var gzipMinimumBytes: Int = 1024
+    /// Bounds on basic auth's bcrypt checks: failures per client, checks at once.
+    public var authLimits = BasicAuthenticator.Limits()
+    /// Replaces bcrypt (tests count or hold the checks; `@testable` only).
+    var passwordVerifier: BasicAuthenticator.Verifier?
 
     /// A configuration with defaults for everything but the address.
     public init(address: ListenAddress, web: WebConfig = WebConfig()) {

@@ -15,40 +15,86 @@ final class ServerContext: Sendable {
 
     init(configuration: HTTPServerConfiguration, router: Router, logger: Logger) {
         self.router = router
-        self.authenticator = BasicAuthenticator(users: configuration.web.basicAuthUsers)
+        self.authenticator = BasicAuthenticator(users: configuration.web.basicAuthUsers, limits: configuration.authLimits,
+                                                verifier: configuration.passwordVerifier)
         self.extraHeaders = configuration.web.headers
         self.maxBodyBytes = configuration.maxBodyBytes
         self.gzipMinimumBytes = configuration.gzipMinimumBytes
         self.logger = logger
     }
 
-    /// Turns a finished request into a response: method check, body limit, auth, routing, gzip.
-    func respond(method rawMethod: String, path: String, state: RequestState,
+    /// The answer to a request that announces a body (`Content-Length` above 0, or any
+    /// `Transfer-Encoding`) it may not send, given when only its headers have arrived: before
+    /// authentication and before a byte of the body is read. Only a route of a method other
+    /// than GET and HEAD takes a body, and no more than `maxBodyBytes` of it. Nil: go on.
+    func earlyRefusal(method rawMethod: String, path: String, contentLength: String?, transferEncoding: String?) -> HTTPResponse? {
+        let announced = contentLength.map { $0.trimmingCharacters(in: .whitespaces) }
+        let length = announced.flatMap { Int($0) }
+        let hasBody = (transferEncoding.map { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? false)
+            || (announced != nil && (length ?? 1) > 0)
+        guard hasBody else { return nil }
+        var response: HTTPResponse
+        if let method = HTTPMethod(rawValue: rawMethod), method != .get, method != .head,
+           case .handler = router.match(method, path: path) {
+            guard let length, length > maxBodyBytes else { return nil }
+            response = .text("request body larger than \(maxBodyBytes) bytes\n", status: 413)
+        } else {
+            response = .text("\(rawMethod) \(path) takes no request body\n", status: 413)
+        }
+        response.headers.append(("Connection", "close"))
+        return response
+    }
+
+    /// Turns a finished request into a response: body limit, auth, routing. `client` is the
+    /// limiter's key of the client's address (``ClientAddress``).
+    func respond(method rawMethod: String, path: String, state: RequestState, client: String,
                  headers: [(name: String, value: String)], query: [String: String]) -> (HTTPResponse, ResponseBody) {
         let method = HTTPMethod(rawValue: rawMethod)
         var response: HTTPResponse
+        var user: String?
         if state.bodyTooLarge {
             response = .text("request body larger than \(maxBodyBytes) bytes\n", status: 413)
             response.headers.append(("Connection", "close"))
-        } else if authenticator.isEnabled,
-                  authenticator.authenticate(authorizationHeader: headers.first { $0.name.caseInsensitiveEquals("Authorization") }?.value) == nil {
-            response = .text("Unauthorized\n", status: 401)
-            response.headers.append(("WWW-Authenticate", "Basic realm=\"pbs-standby\", charset=\"UTF-8\""))
-        } else {
-            let match = method.map { router.match($0, path: path) }
-                ?? Self.unknownMethodMatch(router, path: path)
-            switch match {
-            case .handler(let handler, let params):
-                let request = HTTPRequest(method: method!, path: path, query: query, headers: headers,
-                                          body: state.body, pathParameters: params)
-                response = handler(request)
-            case .methodNotAllowed(let allowed):
-                response = .text("method \(rawMethod) not allowed on \(path)\n", status: 405)
-                response.headers.append(("Allow", allowed.map(\.rawValue).joined(separator: ", ")))
-            case .notFound:
-                response = .text("404 page not found\n", status: 404)
+            return finish(response, requestHeaders: headers)
+        }
+        if authenticator.isEnabled {
+            let authorization = headers.first { $0.name.caseInsensitiveEquals("Authorization") }?.value
+            switch authenticator.authenticate(authorizationHeader: authorization, client: client) {
+            case .authenticated(let name):
+                user = name
+            case .denied:
+                response = .text("Unauthorized\n", status: 401)
+                response.headers.append(("WWW-Authenticate", "Basic realm=\"pbs-standby\", charset=\"UTF-8\""))
+                return finish(response, requestHeaders: headers)
+            case .throttled(let wait):
+                response = .text("too many failed authentication attempts from this address; retry in \(wait) s\n", status: 429)
+                response.headers.append(("Retry-After", String(wait)))
+                return finish(response, requestHeaders: headers)
+            case .busy(let wait):
+                response = .text("password checks are busy; retry in \(wait) s\n", status: 503)
+                response.headers.append(("Retry-After", String(wait)))
+                return finish(response, requestHeaders: headers)
             }
         }
+        let match = method.map { router.match($0, path: path) }
+            ?? Self.unknownMethodMatch(router, path: path)
+        switch match {
+        case .handler(let handler, let params):
+            let request = HTTPRequest(method: method!, path: path, query: query, headers: headers,
+                                      body: state.body, pathParameters: params, user: user)
+            response = handler(request)
+        case .methodNotAllowed(let allowed):
+            response = .text("method \(rawMethod) not allowed on \(path)\n", status: 405)
+            response.headers.append(("Allow", allowed.map(\.rawValue).joined(separator: ", ")))
+        case .notFound:
+            response = .text("404 page not found\n", status: 404)
+        }
+        return finish(response, requestHeaders: headers)
+    }
+
+    /// gzip when worthwhile and accepted, then the configured extra headers.
+    func finish(_ response: HTTPResponse, requestHeaders headers: [(name: String, value: String)]) -> (HTTPResponse, ResponseBody) {
+        var response = response
         var body = response.body
         if body.count >= gzipMinimumBytes, Self.isCompressible(response.contentType) {
             response.headers.append(("Vary", "Accept-Encoding"))

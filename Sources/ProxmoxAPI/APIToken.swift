@@ -23,10 +23,20 @@ public struct APIToken: Sendable, CustomStringConvertible {
         self.secret = secret
     }
 
-    /// Loads the token from `PBS_STANDBY_TOKEN` if set, else from the file.
+    /// Loads the token from `PBS_STANDBY_TOKEN` if set, else from the file. Like ssh with a
+    /// private key, a file that group or others may read is refused (it must be `chmod 600`).
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ProxmoxError) -> APIToken {
         if let env = environment["PBS_STANDBY_TOKEN"], !env.isEmpty { return try APIToken(parsing: env) }
         guard let file else { throw .configuration("no API token: set proxmox.token_file or PBS_STANDBY_TOKEN") }
+        var info = stat()
+        guard stat(file, &info) == 0 else {
+            throw .configuration("cannot read the API token file '\(file)': \(String(cString: strerror(errno)))")
+        }
+        let mode = info.st_mode & 0o7777
+        guard mode & 0o077 == 0 else {
+            throw .configuration("the API token file '\(file)' has mode \(String(format: "%04o", mode)): "
+                + "group or others may read or change it (like ssh with a key, this is refused); run chmod 600 '\(file)'")
+        }
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw .configuration("cannot read the API token file '\(file)'")
         }

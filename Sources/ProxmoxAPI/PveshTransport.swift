@@ -24,6 +24,19 @@ public final class PveshTransport: ProxmoxTransport {
         self.environment = environment
     }
 
+    /// Variables of ours that hold a secret: never handed to a child (pvesh runs as root@pam and
+    /// needs no token; a child's environment is readable in /proc by its user and ends up in
+    /// crash reports and debug output).
+    public static let secretVariables: Set<String> = ["PBS_STANDBY_TOKEN", "PBS_STANDBY_SIM_TOKEN"]
+
+    /// The child's environment: ours plus `extra`, less ``secretVariables``.
+    public static func childEnvironment(inherited: [String: String], extra: [String: String]) -> [String: String] {
+        var env = inherited
+        for (k, v) in extra { env[k] = v }
+        for name in secretVariables { env[name] = nil }
+        return env
+    }
+
     /// The argument vector of a call (no secrets: pvesh runs as root@pam).
     public static func arguments(_ method: APIMethod, _ path: String, _ parameters: [(String, String)]) -> [String] {
         var args = [method.pveshVerb, path]
@@ -74,9 +87,7 @@ public final class PveshTransport: ProxmoxTransport {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
+        process.environment = Self.childEnvironment(inherited: ProcessInfo.processInfo.environment, extra: environment)
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -75,6 +75,8 @@ final class SimulatorProcess {
     func config(statePath: String, timeout: String = "30s", settings: String = defaultSettings, extra: String = "") throws -> String {
         let tokenFile = dir.appendingPathComponent("token")
         try (token + "\n").write(to: tokenFile, atomically: true, encoding: .utf8)
+        // pbs-standby refuses a token file that group or others may read.
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokenFile.path)
         let path = dir.appendingPathComponent("config-\(UUID().uuidString).yml")
         try """
         proxmox:

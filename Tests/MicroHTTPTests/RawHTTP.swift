@@ -20,11 +20,20 @@ final class RawConnection {
 
     struct Failure: Error, CustomStringConvertible { let description: String }
 
-    init(port: UInt16, host: String = "127.0.0.1") throws {
+    /// Connects to `host:port`; from the IPv4 address `source` when given (any of 127.0.0.0/8
+    /// works on Linux loopback, so tests can act as several clients).
+    init(port: UInt16, host: String = "127.0.0.1", source: String? = nil) throws {
         let v6 = host.contains(":")
         fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket() failed") }
         var rc: Int32
+        if let source, !v6 {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, source, &local.sin_addr)
+            rc = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard rc == 0 else { close(fd); throw Failure(description: "bind to \(source) failed: errno \(errno)") }
+        }
         if v6 {
             var sa = sockaddr_in6()
             sa.sin6_family = sa_family_t(AF_INET6)
@@ -117,9 +126,10 @@ final class RawConnection {
     }
 }
 
-/// One request on a new connection.
-func fetch(_ port: UInt16, _ method: String = "GET", _ path: String, headers: [String: String] = [:], body: String? = nil) throws -> RawConnection.Response {
-    try RawConnection(port: port).request(method, path, headers: headers, body: body)
+/// One request on a new connection (from the IPv4 address `source` when given).
+func fetch(_ port: UInt16, _ method: String = "GET", _ path: String, headers: [String: String] = [:], body: String? = nil,
+           source: String? = nil) throws -> RawConnection.Response {
+    try RawConnection(port: port, source: source).request(method, path, headers: headers, body: body)
 }
 
 /// Runs a command and returns (exit status, stdout, stderr).

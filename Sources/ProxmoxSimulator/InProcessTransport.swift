@@ -11,6 +11,7 @@ public struct InProcessTransport: ProxmoxTransport {
 
     public var runsTasksSynchronously: Bool { false }
     public var endpointDescription: String { "simulator (in-process)" }
+    public var taskUser: String? { simulator.token.tokenID }
 
     public func call(_ method: APIMethod, _ path: String, parameters: [(String, String)],
                      onOutput: (@Sendable (String) -> Void)?) async throws(ProxmoxError) -> JSONValue {

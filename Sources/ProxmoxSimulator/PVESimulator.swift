@@ -41,10 +41,14 @@ public final class PVESimulator: Sendable {
         var rng: SplitMix64
         var pid: UInt32 = 0x1000
         var taskFailureProbability: Double
+        /// The stream `vmgenid`s are drawn from: seeded from the scenario's seed, separate from
+        /// `rng` so that generating ids does not shift the fault dice (nil in older saved states:
+        /// started on first use).
+        var idRng: SplitMix64? = nil
 
         // Everything but the listing cache, which is rebuilt on demand.
         private enum CodingKeys: String, CodingKey {
-            case guests, tasks, taskOrder, unsettled, journal, faults, restoreFails, targetUsed, rng, pid, taskFailureProbability
+            case guests, tasks, taskOrder, unsettled, journal, faults, restoreFails, targetUsed, rng, pid, taskFailureProbability, idRng
         }
     }
 
@@ -80,7 +84,10 @@ public final class PVESimulator: Sendable {
         self.clock = clock
         self.startTime = saved.startTime
         do { self.token = try token ?? APIToken(parsing: saved.token) } catch { throw SimulatorError("the saved token is unreadable: \(error)") }
-        state = Mutex(saved.state)
+        var st = saved.state
+        // States saved before guests had a node: every guest was on this node.
+        for (vmid, g) in st.guests where g.node.isEmpty { st.guests[vmid]?.node = scenario.node }
+        state = Mutex(st)
     }
 
     /// Creates a simulator; the token is random unless given.
@@ -94,13 +101,36 @@ public final class PVESimulator: Sendable {
         var s = State(faults: scenario.faults, restoreFails: Set(scenario.backedUp.filter(\.restoreFails).map(\.vmid)),
                       targetUsed: Dictionary(uniqueKeysWithValues: scenario.targetStorages.map { ($0.id, $0.used) }),
                       rng: rng, taskFailureProbability: scenario.taskFailureProbability)
-        for g in scenario.existing {
-            s.guests[g.vmid] = SimGuest(vmid: g.vmid, type: g.type, name: g.name, status: g.status, lock: g.lock,
-                                        tags: g.tags, description: g.description, protection: g.protection,
-                                        disks: g.disks, storage: scenario.targetStorages.first?.id ?? "local-lvm")
-        }
+        s.idRng = SplitMix64(state: scenario.seed ^ Self.idStreamSalt)
+        for g in scenario.existing { s.guests[g.vmid] = Self.simGuest(g, scenario: scenario, &s) }
         state = Mutex(s)
     }
+
+    /// Mixed into the scenario seed for the `vmgenid` stream ("vmgenid" in ASCII).
+    static let idStreamSalt: UInt64 = 0x766D_6765_6E69_6400
+
+    static func simGuest(_ g: Scenario.ExistingGuest, scenario: Scenario, _ s: inout State) -> SimGuest {
+        // PVE gives every new VM a vmgenid [unverified: the reference states it for restores, §3.1].
+        SimGuest(vmid: g.vmid, type: g.type, name: g.name, status: g.status, lock: g.lock,
+                 tags: g.tags, description: g.description, protection: g.protection,
+                 disks: g.disks, storage: scenario.targetStorages.first?.id ?? "local-lvm",
+                 node: g.node ?? scenario.node, vmgenid: g.type == .vm ? newVMGenID(&s, seed: scenario.seed) : nil, onboot: g.onboot)
+    }
+
+    /// A fresh `vmgenid`: a random (version 4) UUID in lower-case 8-4-4-4-12 form, as PVE writes
+    /// it to the config (§3.1 step 2) [unverified: the UUID version], drawn from the state's
+    /// SplitMix64 id stream so that runs are reproducible.
+    static func newVMGenID(_ s: inout State, seed: UInt64) -> String {
+        var r = s.idRng ?? SplitMix64(state: seed ^ idStreamSalt)
+        var hi = r.next(), lo = r.next()
+        s.idRng = r
+        hi = (hi & ~0xF000) | 0x4000  // version 4
+        lo = (lo & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000  // RFC 4122 variant
+        return String(format: "%08llx-%04llx-%04llx-%04llx-%012llx",
+                      hi >> 32, (hi >> 16) & 0xFFFF, hi & 0xFFFF, lo >> 48, lo & 0xFFFF_FFFF_FFFF)
+    }
+
+    func newVMGenID(_ s: inout State) -> String { Self.newVMGenID(&s, seed: scenario.seed) }
 
     // MARK: - Test and demo controls
 
@@ -123,11 +153,7 @@ public final class PVESimulator: Sendable {
 
     /// Puts a guest on the node (or replaces it), as an operator would.
     public func putGuest(_ g: Scenario.ExistingGuest) {
-        state.withLock { s in
-            s.guests[g.vmid] = SimGuest(vmid: g.vmid, type: g.type, name: g.name, status: g.status, lock: g.lock,
-                                        tags: g.tags, description: g.description, protection: g.protection,
-                                        disks: g.disks, storage: scenario.targetStorages.first?.id ?? "local-lvm")
-        }
+        state.withLock { s in s.guests[g.vmid] = Self.simGuest(g, scenario: scenario, &s) }
     }
 
     /// Changes a guest's power state or lock directly (an operator outside pbs-standby).
@@ -141,17 +167,26 @@ public final class PVESimulator: Sendable {
         }
     }
 
-    /// A snapshot of a guest as the API would show it (nil when absent).
+    /// A snapshot of a guest as the API would show it now (nil when absent): tasks that ended by
+    /// now have taken effect, `status` is `unknown` shortly after a restore (§5.1), `node` is the
+    /// node holding it.
     public func guestSnapshot(_ vmid: Int) -> GuestResource? {
         let now = clock.now()
         return state.withLock { s in
-            s.guests[vmid].map { GuestResource(vmid: $0.vmid, type: $0.type, node: scenario.node, status: $0.visibleStatus(at: now),
+            settle(&s, now: now)
+            return s.guests[vmid].map { GuestResource(vmid: $0.vmid, type: $0.type, node: $0.node, status: $0.visibleStatus(at: now),
                                                name: $0.name, lock: $0.lock, tags: $0.tags) }
         }
     }
 
     /// The description of a guest (for marker checks in tests).
-    public func guestDescription(_ vmid: Int) -> String? { state.withLock { $0.guests[vmid]?.description } }
+    public func guestDescription(_ vmid: Int) -> String? {
+        let now = clock.now()
+        return state.withLock { s in
+            settle(&s, now: now)
+            return s.guests[vmid]?.description
+        }
+    }
 
     /// Tasks that are still running now.
     public func runningTaskCount() -> Int {
@@ -407,7 +442,7 @@ public final class PVESimulator: Sendable {
             let status = g.visibleStatus(at: now)
             var o: [String: JSONValue] = [
                 "id": .string("\(g.type.apiType)/\(g.vmid)"), "vmid": .number(Double(g.vmid)), "type": .string(g.type.apiType),
-                "node": .string(scenario.node), "status": .string(status), "template": .number(0),
+                "node": .string(g.node), "status": .string(status), "template": .number(0),
                 "maxdisk": .number(Double(g.disks.reduce(0, +))), "maxcpu": .number(2), "maxmem": .number(2 * 1_073_741_824),
                 "cpu": .number(0), "mem": .number(0), "disk": .number(0), "uptime": .number(0),
             ]
@@ -420,7 +455,9 @@ public final class PVESimulator: Sendable {
 
     private func guestCall(_ s: inout State, now: Double, _ method: APIMethod, _ type: GuestType, _ vmid: Int,
                            _ rest: [String], _ p: [String: String], path: String) -> SimResult {
-        guard let g = s.guests[vmid], g.type == type else {
+        // A guest whose config lives on another node has no config file under this node's
+        // directory: the same answer as for a missing guest (§5.2 `load_config`, `cfs_config_path`).
+        guard let g = s.guests[vmid], g.type == type, g.node == scenario.node else {
             let file = type == .vm ? "qemu-server" : "lxc"
             return .error(status: 500, message: "Configuration file 'nodes/\(scenario.node)/\(file)/\(vmid).conf' does not exist\n", errors: [:])
         }
@@ -433,17 +470,14 @@ public final class PVESimulator: Sendable {
             if !g.tags.isEmpty { o["tags"] = .string(g.tags.joined(separator: ";")) }
             if let l = g.lock { o["lock"] = .string(l) }
             if g.protection { o["protection"] = .number(1) }
+            // `vmgenid` is a VM config key (§3.1 step 2); `onboot` appears only when set [unverified:
+            // PVE omits keys at their default from the config file].
+            if type == .vm, let id = g.vmgenid { o["vmgenid"] = .string(id) }
+            if g.onboot { o["onboot"] = .number(1) }
             for (k, v) in g.extraConfig { o[k] = .string(v) }
             return .ok(.object(o))
         case (.put, ["config"]):
-            if let d = p["digest"], d != g.digest { return .error(status: 500, message: "checksum mismatch (file change by other user?)\n", errors: [:]) }
-            if let l = g.lock { return .error(status: 500, message: "\(kind) is locked (\(l))\n", errors: [:]) }
-            var ng = g
-            if let t = p["tags"] { ng.tags = Self.normalizeTags(t) }
-            if let d = p["description"] { ng.description = d }
-            ng.configDigestCounter += 1
-            s.guests[vmid] = ng
-            return .ok(.null)
+            return putConfig(&s, g, kind: kind, p)
         case (.get, ["status", "current"]):
             return .ok(.object(["vmid": .number(Double(vmid)), "status": .string(g.status), "name": .string(g.name)]))
         case (.post, ["status", "start"]):
@@ -466,6 +500,52 @@ public final class PVESimulator: Sendable {
                                        lines: [], error: lockMsg, effect: lockMsg == nil ? .destroy(vmid: vmid) : .none).description))
         default:
             return notImplemented(method, path)
+        }
+    }
+
+    /// `PUT …/config` (§5.3): `tags`, `description`, `onboot` and `delete` (keys separated by `,`,
+    /// `;` or spaces), refused on a changed `digest` or a lock; every change bumps the digest.
+    private func putConfig(_ s: inout State, _ g: SimGuest, kind: String, _ p: [String: String]) -> SimResult {
+        if let d = p["digest"], d != g.digest { return .error(status: 500, message: "checksum mismatch (file change by other user?)\n", errors: [:]) }
+        if let l = g.lock { return .error(status: 500, message: "\(kind) is locked (\(l))\n", errors: [:]) }
+        var errors: [String: String] = [:]
+        var onboot: Bool?
+        if let text = p["onboot"] {
+            onboot = Self.parseBoolean(text)
+            if onboot == nil { errors["onboot"] = "type check ('boolean') failed - got '\(text)'" }  // [unverified] wording
+        }
+        let deletes = ProxmoxClient.splitTags(p["delete"])
+        for key in deletes where p[key] != nil {
+            // [unverified] wording of PVE's refusal to set and delete one key in one call.
+            errors["delete"] = "you can't use '-\(key)' and '-delete \(key)' at the same time"
+        }
+        guard errors.isEmpty else { return .error(status: 400, message: "Parameter verification failed.\n", errors: errors) }
+        var ng = g
+        if let t = p["tags"] { ng.tags = Self.normalizeTags(t) }
+        if let d = p["description"] { ng.description = d }
+        if let onboot { ng.onboot = onboot }
+        for key in deletes {
+            switch key {
+            case "onboot": ng.onboot = false
+            case "description": ng.description = nil
+            case "tags": ng.tags = []
+            // Other keys: removed when the simulator holds them; deleting an unset key only warns
+            // [unverified: qemu-server's "cannot delete '<key>' - not set in current configuration!"].
+            default: ng.extraConfig[key] = nil
+            }
+        }
+        ng.configDigestCounter += 1
+        s.guests[g.vmid] = ng
+        return .ok(.null)
+    }
+
+    /// PVE's JSONSchema booleans: `1|true|yes|on` and `0|false|no|off`, any case [unverified: §5.3
+    /// shows 0/1 only].
+    static func parseBoolean(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: return nil
         }
     }
 

@@ -53,10 +53,13 @@ public struct Scenario: Sendable {
         /// Tags stored in the backup's config (a restore without override brings them back).
         public var tags: [String]
         public var notes: String?
+        /// `onboot` in the backup's config: a restore without an `onboot` override brings it back
+        /// (§3.1 step 2: the merged config is the backup's, then the overrides).
+        public var onboot: Bool
 
         public init(vmid: Int, type: GuestType, name: String, storage: String, disks: [Int64], interval: Double,
                     offset: Double = 0, verification: String? = "ok", history: Int = 2, restoreFails: Bool = false,
-                    tags: [String] = [], notes: String? = nil) {
+                    tags: [String] = [], notes: String? = nil, onboot: Bool = true) {
             self.vmid = vmid
             self.type = type
             self.name = name
@@ -69,6 +72,7 @@ public struct Scenario: Sendable {
             self.restoreFails = restoreFails
             self.tags = tags
             self.notes = notes
+            self.onboot = onboot
         }
 
         public var size: Int64 { disks.reduce(0, +) }
@@ -85,8 +89,14 @@ public struct Scenario: Sendable {
         public var description: String?
         public var protection: Bool
         public var disks: [Int64]
+        /// `onboot: 1` (PVE's default is off): started by `startall` when the node boots.
+        public var onboot: Bool
+        /// The cluster node holding the guest (nil: the scenario's node). A guest on another node is
+        /// listed in `/cluster/resources` with that node and holds its VMID cluster-wide (§5.1, §6).
+        public var node: String?
         public init(vmid: Int, type: GuestType, name: String, status: String = "stopped", lock: String? = nil,
-                    tags: [String] = [], description: String? = nil, protection: Bool = false, disks: [Int64] = [8 << 30]) {
+                    tags: [String] = [], description: String? = nil, protection: Bool = false, disks: [Int64] = [8 << 30],
+                    onboot: Bool = false, node: String? = nil) {
             self.vmid = vmid
             self.type = type
             self.name = name
@@ -96,6 +106,8 @@ public struct Scenario: Sendable {
             self.description = description
             self.protection = protection
             self.disks = disks
+            self.onboot = onboot
+            self.node = node
         }
     }
 
@@ -197,7 +209,8 @@ extension Scenario {
                 interval: (try m.duration("interval") ?? .seconds(3600)).seconds,
                 offset: (try m.duration("offset") ?? .zero).seconds,
                 verification: verification == "none" ? nil : verification, history: try m.int("history", range: 0...1000) ?? 2,
-                restoreFails: try m.bool("restore_fails") ?? false, tags: try m.stringList("tags") ?? [], notes: try m.string("notes")))
+                restoreFails: try m.bool("restore_fails") ?? false, tags: try m.stringList("tags") ?? [], notes: try m.string("notes"),
+                onboot: try m.bool("onboot") ?? true))
             try m.finish()
         }
         for (i, node) in (try root.sequence("guests") ?? []).enumerated() {
@@ -208,7 +221,7 @@ extension Scenario {
             s.existing.append(ExistingGuest(
                 vmid: vmid, type: try guestType(m), name: try m.string("name") ?? "guest\(vmid)", status: status,
                 lock: try m.string("lock"), tags: try m.stringList("tags") ?? [], description: try m.string("description"),
-                protection: try m.bool("protection") ?? false))
+                protection: try m.bool("protection") ?? false, onboot: try m.bool("onboot") ?? false, node: try m.string("node")))
             try m.finish()
         }
         for (i, node) in (try root.sequence("faults") ?? []).enumerated() {
@@ -279,7 +292,7 @@ extension Scenario {
                           description: "set up by hand on the standby"),
             // Ours in principle, but locked by a backup job of the standby itself.
             ExistingGuest(vmid: 105, type: .vm, name: "fileserver", status: "stopped", lock: "backup",
-                          tags: ["pbs-standby"], description: "pbs-standby: restored from pbs-prod:backup/vm/105/2026-01-01T00:00:00Z at 2026-01-01T00:10:00Z"),
+                          tags: ["pbs-standby"], description: "pbs-standby: restored from pbs-prod:backup/vm/105/2026-01-01T00:00:00Z into 105 at 2026-01-01T00:10:00Z"),
         ]
         return s
     }

@@ -28,6 +28,12 @@ extension PVESimulator {
         for key in p.keys where key.hasPrefix("scsi") || key.hasPrefix("virtio") || key.hasPrefix("sata") || key.hasPrefix("ide") {
             errors[key] = "option conflicts with option 'archive'"
         }
+        // `onboot` is a config key: an override of the backup's value (§3.1 "any VM config key").
+        var onbootOverride: Bool?
+        if let text = p["onboot"] {
+            onbootOverride = Self.parseBoolean(text)
+            if onbootOverride == nil { errors["onboot"] = "type check ('boolean') failed - got '\(text)'" }  // [unverified] wording
+        }
         guard errors.isEmpty, let vmid else {
             return .error(status: 400, message: "Parameter verification failed.\n", errors: errors)
         }
@@ -35,6 +41,14 @@ extension PVESimulator {
         let force = p["force"] == "1"
         let prefix = "unable to restore \(kind) \(vmid) - "
         let existing = s.guests[vmid]
+        // VMIDs are cluster-wide (pmxcfs): a guest on another node holds the VMID, and
+        // `check_vmid_unused` names that node (§6, §13.4). CT with force: `check_vmid_unused` runs
+        // unless this node has the CT's config (§13.4, LXC.pm:281). VM with force
+        // [unverified]: refused the same way.
+        if let g = existing, g.node != scenario.node {
+            let msg = "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(g.node)'"
+            return .error(status: 500, message: (type == .vm ? prefix : "") + msg + "\n", errors: [:])
+        }
         // Synchronous refusals (§3.1 step 1, §3.2, §6).
         if let g = existing {
             if !force {
@@ -60,7 +74,8 @@ extension PVESimulator {
             s.guests[vmid] = g
         } else {
             s.guests[vmid] = SimGuest(vmid: vmid, type: type, name: type == .vm ? "VM \(vmid)" : "CT\(vmid)", status: "stopped",
-                                      lock: "create", tags: [], description: nil, protection: false, disks: [], storage: storageID)
+                                      lock: "create", tags: [], description: nil, protection: false, disks: [], storage: storageID,
+                                      node: scenario.node)
         }
         let source = scenario.backedUp.first { $0.vmid == volid.vmid && $0.type == volid.type && $0.storage == volid.storage }
         let entry = source.flatMap { src in backupEntries(storage: volid.storage, now: now).first { $0.volid == volid && src.vmid == $0.volid.vmid } }
@@ -90,7 +105,10 @@ extension PVESimulator {
         let free = target.total - (s.targetUsed[storageID] ?? target.used) + (existing?.disks.reduce(0, +) ?? 0)
         let fails = s.restoreFails.contains(source.vmid)
             || (s.taskFailureProbability > 0 && Double(s.rng.next() % 1_000_000) / 1_000_000 < s.taskFailureProbability)
-        let tags = p["tags"].map(Self.normalizeTags) ?? source.tags
+        // Override tags: a VM stores them as given, not normalised (§13.5); a CT normalised (§5.3).
+        // The simulator keeps the given order, case and duplicates and joins them with `;`
+        // [unverified: whether PVE keeps the given separators].
+        let tags = p["tags"].map { type == .vm ? ProxmoxClient.splitTags($0) : Self.normalizeTags($0) } ?? source.tags
         let description = p["description"] ?? source.notes
         if free < size {
             // [unverified] storage-layer wording.
@@ -115,7 +133,8 @@ extension PVESimulator {
         } else {
             if type == .vm { lines.append((duration, "rescan volumes...")) }
             effect = .restoreSucceeded(vmid: vmid, type: type, name: source.name, tags: tags, description: description,
-                                       disks: source.disks, storage: storageID, start: p["start"] == "1" || p["live-restore"] == "1")
+                                       disks: source.disks, storage: storageID, start: p["start"] == "1" || p["live-restore"] == "1",
+                                       onboot: onbootOverride ?? source.onboot)
         }
         // A forced VM restore frees the old disks first (§3.1 step 2); count the new ones at the start.
         s.targetUsed[storageID, default: target.used] += size - (existing?.storage == storageID ? (existing?.disks.reduce(0, +) ?? 0) : 0)
@@ -180,12 +199,20 @@ extension PVESimulator {
 
     // MARK: - Tasks (reference §4)
 
+    /// Starts a task of `user` (default: the API token, `user@realm!token`) with id = the vmid.
     @discardableResult
-    func newTask(_ s: inout State, now: Double, type: String, vmid: Int, duration: Double,
+    func newTask(_ s: inout State, now: Double, type: String, vmid: Int, user: String? = nil, duration: Double,
+                 lines: [(Double, String)], error: String?, effect: SimTask.Effect) -> UPID {
+        newTask(&s, now: now, type: type, id: String(vmid), user: user, duration: duration, lines: lines, error: error, effect: effect)
+    }
+
+    /// Starts a task with any id (`startall` has an empty one, §4.1 allows `[^:\s/]*`).
+    @discardableResult
+    func newTask(_ s: inout State, now: Double, type: String, id: String, user: String? = nil, duration: Double,
                  lines: [(Double, String)], error: String?, effect: SimTask.Effect) -> UPID {
         s.pid += 1
         let upid = UPID(node: scenario.node, pid: s.pid, pstart: UInt64(1_000_000 + s.pid), startTime: Int(now),
-                        type: type, id: String(vmid), user: token.tokenID)
+                        type: type, id: id, user: user ?? token.tokenID)
         var all = lines.map { (now + $0.0, $0.1) }
         let end = now + duration
         let finalLine = error.map { "TASK ERROR: " + $0.replacingOccurrences(of: "\n", with: " ") } ?? "TASK OK"
@@ -216,9 +243,13 @@ extension PVESimulator {
             case .unlock(let vmid):
                 s.guests[vmid]?.lock = nil
                 if s.guests[vmid]?.disks.isEmpty == true, s.guests[vmid]?.description == nil { s.guests[vmid] = nil }
-            case .restoreSucceeded(let vmid, let type, let name, let tags, let description, let disks, let storage, let start):
+            case .restoreSucceeded(let vmid, let type, let name, let tags, let description, let disks, let storage, let start, let onboot):
                 var g = s.guests[vmid] ?? SimGuest(vmid: vmid, type: type, name: name, status: "stopped", lock: nil, tags: [],
-                                                   description: nil, protection: false, disks: [], storage: storage)
+                                                   description: nil, protection: false, disks: [], storage: storage, node: scenario.node)
+                // The merged config: the backup's `onboot` or the override (§3.1 step 2), and a
+                // new vmgenid for VMs (§3.1 step 2 "new `vmgenid`").
+                g.onboot = onboot ?? true
+                g.vmgenid = type == .vm ? newVMGenID(&s) : nil
                 g.type = type
                 g.name = name
                 g.tags = tags
@@ -241,6 +272,8 @@ extension PVESimulator {
                     g.disks = []
                     g.name = "VM \(vmid)"
                     g.extraConfig = ["memory": "128"]
+                    g.vmgenid = nil  // the temporary config has no vmgenid and no onboot (§3.1 step 3)
+                    g.onboot = false
                     g.configDigestCounter += 1
                     s.guests[vmid] = g
                 }
@@ -300,26 +333,39 @@ extension PVESimulator {
         return .ok(.array(slice.enumerated().map { .object(["n": .number(Double(start + $0.offset + 1)), "t": .string($0.element)]) }))
     }
 
+    /// `GET /nodes/{node}/tasks` (§4.2, §13.5): newest first, every task of the node whoever
+    /// started it (`user`, plus `tokenid` for token tasks, and `starttime` from the UPID); finished
+    /// tasks carry the exit status as `status` and `endtime`, running ones `status: "RUNNING"`
+    /// (§13.5). Filters: `source` (active|archive|all, default archive), `typefilter`, `vmid`
+    /// (matches the task id), `userfilter` (substring, any case) [unverified], `start` (matching
+    /// entries to skip) and `limit` (default 50, 0 for all).
     func taskList(_ s: State, now: Double, _ p: [String: String]) -> JSONValue {
         let source = p["source"] ?? "archive"
         let typeFilter = p["typefilter"]
         let vmid = p["vmid"]
-        let limit = p["limit"].flatMap(Int.init) ?? 50
+        let userFilter = p["userfilter"]?.lowercased()
+        // `limit=0`: no limit [unverified].
+        let limit = p["limit"].flatMap(Int.init).map { $0 <= 0 ? Int.max : $0 } ?? 50
+        var skip = max(0, p["start"].flatMap(Int.init) ?? 0)
         var out: [JSONValue] = []
         for key in s.taskOrder.reversed() {
+            if out.count >= limit { break }
             guard let t = s.tasks[key] else { continue }
             let running = now < t.end
             if source == "active" && !running { continue }
             if source == "archive" && running { continue }
             if let typeFilter, t.upid.type != typeFilter { continue }
             if let vmid, t.upid.id != vmid { continue }
+            if let userFilter, !userFilter.isEmpty, !t.upid.user.lowercased().contains(userFilter) { continue }
+            if skip > 0 { skip -= 1; continue }
             var o = taskFields(t.upid)
-            if !running {
+            if running {
+                o["status"] = .string("RUNNING")
+            } else {
                 o["status"] = .string(t.exitStatus)
                 o["endtime"] = .number(t.end.rounded(.down))
             }
             out.append(.object(o))
-            if out.count >= limit { break }
         }
         return .array(out)
     }

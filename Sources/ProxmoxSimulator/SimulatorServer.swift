@@ -10,7 +10,13 @@ import ProxmoxAPI
 /// - `POST /_sim/advance?seconds=N`: moves a manual clock;
 /// - `POST /_sim/faults?method=&path=&status=&message=&times=&delay=`: adds a fault rule
 ///   (`path` is a substring of the API path), `DELETE /_sim/faults` removes them all;
-/// - `POST /_sim/restore-fails?vmid=N&fails=1|0`: restores of a guest fail inside the task.
+/// - `POST /_sim/restore-fails?vmid=N&fails=1|0`: restores of a guest fail inside the task;
+/// - `POST /_sim/admin`: an operator's action outside the API token (not journaled; listed as a
+///   finished `root@pam` task), fields in the query, a form body or a JSON object body: `action`
+///   (create|clone|destroy|start|stop|migrate-away|migrate-here|set-tags|set-description|rollback|
+///   reboot), `vmid`, `to`, `type`, `name`, `status`, `tags`, `description`, `onboot`, `node`.
+///   200 with `{"action","ok","vmid","guest":{…}}`, 409 `{"error","action"}` when refused, 400
+///   for bad fields (see ``PVESimulator/adminCreate(vmid:type:name:status:tags:description:onboot:)``).
 /// Connection refused is a stopped simulator process (`simulator --state-dir` keeps its state).
 public final class SimulatorServer: Sendable {
     /// The simulator served.
@@ -134,6 +140,29 @@ public final class SimulatorServer: Sendable {
             }
             sim.setRestoreFails(vmid, fails == "1")
             return .json(Array("{\"vmid\":\(vmid)}".utf8))
+        }
+        router.post("/_sim/admin") { req in
+            guard sim.token.matches(authorizationHeader: req.header("Authorization")) else { return .text("", status: 401) }
+            var fields = req.query
+            if !req.body.isEmpty {
+                let text = String(decoding: req.body, as: UTF8.self)
+                if req.header("Content-Type")?.lowercased().contains("json") == true || text.first == "{" {
+                    guard case .object(let o)? = try? JSONValue.parse(req.body, path: "/_sim/admin") else {
+                        return .jsonError("the body must be a JSON object", status: 400)
+                    }
+                    for (k, v) in o {
+                        switch v {
+                        case .bool(let b): fields[k] = b ? "1" : "0"
+                        case .array(let items): fields[k] = items.compactMap(\.string).joined(separator: ";")
+                        default: if let t = v.string { fields[k] = t }
+                        }
+                    }
+                } else {
+                    for (k, v) in formDecode(text) { fields[k] = v }
+                }
+            }
+            let (status, body) = sim.performAdmin(fields)
+            return .json(Array(body.serialized().utf8) + [0x0A], status: status)
         }
         return router
     }

@@ -17,8 +17,59 @@ struct SimGuest: Codable {
     var unknownUntil: Double?
     var configDigestCounter = 1
     var extraConfig: [String: String] = [:]
+    /// VMs only: the VM generation id PVE writes at create, clone, restore (§3.1 step 2 "new
+    /// `vmgenid`") and snapshot rollback [unverified: rollback and clone are not in the reference].
+    var vmgenid: String? = nil
+    /// `onboot: 1`: started by `startall` when the node boots [unverified: startall is not in the reference].
+    var onboot = false
+    /// The cluster node the guest's config lives on (pmxcfs `nodes/<node>/…`, §5.1 `node`, §5.2).
+    var node: String
 
     var digest: String { String(format: "%040x", configDigestCounter) }
+
+    init(vmid: Int, type: GuestType, name: String, status: String, lock: String?, tags: [String], description: String?,
+         protection: Bool, disks: [Int64], storage: String, node: String, vmgenid: String? = nil, onboot: Bool = false) {
+        self.vmid = vmid
+        self.type = type
+        self.name = name
+        self.status = status
+        self.lock = lock
+        self.tags = tags
+        self.description = description
+        self.protection = protection
+        self.disks = disks
+        self.storage = storage
+        self.node = node
+        self.vmgenid = vmgenid
+        self.onboot = onboot
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case vmid, type, name, status, lock, tags, description, protection, disks, storage, unknownUntil
+        case configDigestCounter, extraConfig, vmgenid, onboot, node
+    }
+
+    /// Reads states saved before `vmgenid`/`onboot`/`node` existed too (`node` then reads "" and
+    /// ``PVESimulator/init(scenario:clock:saved:token:)`` sets the scenario's node).
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        vmid = try c.decode(Int.self, forKey: .vmid)
+        type = try c.decode(GuestType.self, forKey: .type)
+        name = try c.decode(String.self, forKey: .name)
+        status = try c.decode(String.self, forKey: .status)
+        lock = try c.decodeIfPresent(String.self, forKey: .lock)
+        tags = try c.decode([String].self, forKey: .tags)
+        description = try c.decodeIfPresent(String.self, forKey: .description)
+        protection = try c.decode(Bool.self, forKey: .protection)
+        disks = try c.decode([Int64].self, forKey: .disks)
+        storage = try c.decode(String.self, forKey: .storage)
+        unknownUntil = try c.decodeIfPresent(Double.self, forKey: .unknownUntil)
+        configDigestCounter = try c.decodeIfPresent(Int.self, forKey: .configDigestCounter) ?? 1
+        extraConfig = try c.decodeIfPresent([String: String].self, forKey: .extraConfig) ?? [:]
+        vmgenid = try c.decodeIfPresent(String.self, forKey: .vmgenid)
+        onboot = try c.decodeIfPresent(Bool.self, forKey: .onboot) ?? false
+        node = try c.decodeIfPresent(String.self, forKey: .node) ?? ""
+    }
 
     func visibleStatus(at now: Double) -> String {
         if let u = unknownUntil, now < u { return "unknown" }
@@ -40,7 +91,9 @@ struct SimTask {
 
     enum Effect: Codable {
         case none
-        case restoreSucceeded(vmid: Int, type: GuestType, name: String, tags: [String], description: String?, disks: [Int64], storage: String, start: Bool)
+        /// `onboot`: the backup's value or the override (§3.1 "any VM config key overrides"); nil in
+        /// states saved before it existed (read as the backup default, on).
+        case restoreSucceeded(vmid: Int, type: GuestType, name: String, tags: [String], description: String?, disks: [Int64], storage: String, start: Bool, onboot: Bool? = nil)
         case restoreFailedVM(vmid: Int)
         case restoreFailedCT(vmid: Int)
         case unlock(vmid: Int)

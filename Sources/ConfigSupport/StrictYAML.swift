@@ -110,11 +110,14 @@ public final class StrictMapping {
         return i
     }
 
-    /// A number value (integer or decimal).
-    public func double(_ key: String) throws(ConfigError) -> Double? {
+    /// A finite number value (integer or decimal), within `range` when given.
+    public func double(_ key: String, range: ClosedRange<Double>? = nil) throws(ConfigError) -> Double? {
         guard let v = node(key) else { return nil }
-        guard case .scalar(let s) = v, let d = Double(s.string) else {
+        guard case .scalar(let s) = v, let d = Double(s.string), d.isFinite else {
             throw error(key, v, "expected a number, got '\(Self.show(v))'")
+        }
+        if let range, !range.contains(d) {
+            throw error(key, v, "\(s.string) is out of range \(range.lowerBound)…\(range.upperBound)")
         }
         return d
     }

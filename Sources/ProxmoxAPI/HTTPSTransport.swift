@@ -26,6 +26,8 @@ public final class HTTPSTransport: ProxmoxTransport {
     }
 
     public let runsTasksSynchronously = false
+    /// The token id: PVE writes it into the UPID of every task the token starts.
+    public var taskUser: String? { token?.tokenID }
     public var endpointDescription: String { "\(useTLS ? "https" : "http")://\(host):\(port)" }
 
     let host: String

@@ -104,15 +104,25 @@ public struct ProxmoxClient: Sendable {
             protection: r.flag("protection"), digest: r.optionalString("digest"), raw: raw)
     }
 
-    /// `PUT /nodes/{node}/{qemu|lxc}/{vmid}/config` with tags/description, guarded by `digest`.
+    /// `PUT /nodes/{node}/{qemu|lxc}/{vmid}/config` with tags/description/onboot, guarded by
+    /// `digest` (PVE refuses with "checksum mismatch" when the config changed since it was read, §5.3).
     public func setGuestConfig(node: String, type: GuestType, vmid: Int, tags: [String]? = nil,
-                               description: String? = nil, digest: String? = nil) async throws(ProxmoxError) {
+                               description: String? = nil, onboot: Bool? = nil, digest: String? = nil) async throws(ProxmoxError) {
         let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/config"
         var params: [(String, String)] = []
         if let tags { params.append(("tags", tags.joined(separator: ";"))) }
         if let description { params.append(("description", description)) }
+        if let onboot { params.append(("onboot", onboot ? "1" : "0")) }
         if let digest { params.append(("digest", digest)) }
         _ = try await transport.call(.put, path, parameters: params)
+    }
+
+    /// `GET /nodes/{node}/{qemu|lxc}/{vmid}/status/current` (reference §5.2): the power state and
+    /// lock right now (the re-check immediately before a stop, forced restore or destroy).
+    public func guestStatus(node: String, type: GuestType, vmid: Int) async throws(ProxmoxError) -> (status: String, lock: String?) {
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/status/current"
+        let r = try FieldReader(try await transport.call(.get, path), path: path)
+        return (r.optionalString("status") ?? "unknown", r.optionalString("lock").flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// What a restore call should do.
@@ -121,7 +131,8 @@ public struct ProxmoxClient: Sendable {
         public var vmid: Int
         public var archive: Volid
         public var storage: String?
-        public var force = true
+        /// Overwrite an existing guest: only when the plan proved the target ours (§13.4).
+        public var force = false
         public var unique = false
         public var start = false
         public var liveRestore = false
@@ -132,6 +143,9 @@ public struct ProxmoxClient: Sendable {
         public var description: String?
         /// CT only: keep privileged/unprivileged as given (nil = from the backup).
         public var unprivileged: Bool?
+        /// Overrides the backup's `onboot` (restores pass false: a standby copy must not start
+        /// itself when the standby node boots, §3.1 override keys).
+        public var onboot: Bool?
 
         public init(node: String, vmid: Int, archive: Volid, storage: String?) {
             self.node = node
@@ -158,6 +172,7 @@ public struct ProxmoxClient: Sendable {
             if let bwlimitKiB { p.append(("bwlimit", String(bwlimitKiB))) }
             if let tags { p.append(("tags", tags.joined(separator: ";"))) }
             if let description { p.append(("description", description)) }
+            if let onboot { p.append(("onboot", onboot ? "1" : "0")) }
             return p
         }
     }

@@ -27,6 +27,16 @@ public protocol ProxmoxTransport: Sendable {
 
     /// A short description for logs (`https://host:8006`, `pvesh`, `simulator`), never a secret.
     var endpointDescription: String { get }
+
+    /// The user PVE records in the UPIDs of tasks this transport starts (`USER@REALM!TOKENID` for
+    /// an API token), when it identifies us; nil where an administrator's tasks carry the same
+    /// user (pvesh as root@pam).
+    var taskUser: String? { get }
+}
+
+extension ProxmoxTransport {
+    /// No distinguishing task user by default.
+    public var taskUser: String? { nil }
 }
 
 extension ProxmoxTransport {

@@ -52,6 +52,8 @@ public struct StandbyConfig: Sendable {
         public var priority = 0
         public var rpoTarget: Duration?
         public var workers: Int?
+        /// The line of the source's entry in the config file (named by slot-map errors).
+        public var line: Int?
         public init(storage: String) { self.storage = storage }
     }
 
@@ -106,8 +108,8 @@ public struct StandbyConfig: Sendable {
             c.proxmox.timeout = try p.duration("timeout") ?? c.proxmox.timeout
             c.proxmox.pveshPath = try p.string("pvesh_path") ?? c.proxmox.pveshPath
             if c.proxmox.transport == .https {
-                guard c.proxmox.url.hasPrefix("https://") || c.proxmox.url.hasPrefix("http://127.") || c.proxmox.url.hasPrefix("http://localhost") else {
-                    throw p.error("url", p.node("url"), "must be an https:// URL")
+                do { try EndpointURL(parsing: c.proxmox.url).requireConfidentialTransport() } catch {
+                    throw p.error("url", p.node("url"), error.reason)
                 }
             }
             try p.finish()
@@ -130,7 +132,7 @@ public struct StandbyConfig: Sendable {
             c.restore.taskPollInterval = try r.duration("task_poll_interval")
             c.restore.adopt = try r.bool("adopt") ?? false
             c.restore.retriesPerBackup = try r.int("retries_per_backup", range: 1...1000) ?? c.restore.retriesPerBackup
-            c.restore.spaceMargin = try r.double("space_margin") ?? c.restore.spaceMargin
+            c.restore.spaceMargin = try r.double("space_margin", range: 0...10) ?? c.restore.spaceMargin
             if let steps = try r.stringList("backoff") {
                 c.restore.backoff = try steps.enumerated().map { (i, t) throws(ConfigError) -> Duration in
                     guard let d = parseDuration(t) else { throw ConfigError(path: "restore.backoff[\(i)]", line: r.lineOf("backoff"), message: "expected a duration like 5m") }
@@ -149,6 +151,7 @@ public struct StandbyConfig: Sendable {
             guard let storage = try m.string("storage") else { throw ConfigError(path: m.child("storage"), line: m.line, message: "required") }
             guard seen.insert(storage).inserted else { throw m.error("storage", m.node("storage"), "storage '\(storage)' is listed twice") }
             var src = Source(storage: storage)
+            src.line = m.line
             src.targetStorage = try m.string("target_storage")
             if let inc = try m.stringList("include") {
                 src.include = try Selection.parse(inc, path: m.child("include"), line: m.lineOf("include"))
@@ -165,7 +168,7 @@ public struct StandbyConfig: Sendable {
         }
         if let g = try root.mapping("guests") {
             for key in g.keys {
-                guard let vmid = Int(key), vmid > 0 else { throw g.error(key, nil, "guest keys are backed-up VMIDs (numbers)") }
+                guard let vmid = Int(key), vmidRange.contains(vmid) else { throw g.error(key, nil, "guest keys are backed-up VMIDs (numbers from 100 to 999999999)") }
                 guard let m = try g.mapping(key) else { continue }
                 c.guests[vmid] = GuestOverride(
                     priority: try m.int("priority", range: -1000...1000), rpoTarget: try m.duration("rpo_target"),
@@ -180,6 +183,7 @@ public struct StandbyConfig: Sendable {
             try w.finish()
         }
         try root.finish()
+        try SlotMap.validate(c)
         return c
     }
 

@@ -5,12 +5,19 @@ public enum GuestState: String, Sendable, CaseIterable, Codable {
     case idle, queued, restoring, failing, held
     case failedOver = "failed_over"
     case blocked
+    /// A backup group of the same VMID but the other type, older than the guest's current group:
+    /// shown, never restored (the VMID changed from CT to VM or back in production).
+    case superseded
 }
 
 /// Why a safety rule refuses to touch a guest (metric label `reason`).
 public enum BlockReason: String, Sendable, Codable, CaseIterable {
-    /// The target VMID holds a guest without our marker (`adopt: false`).
+    /// The target VMID holds a guest that is not provably our copy of this guest: no marker, a
+    /// marker naming another slot (a clone), another identity (`vmgenid`), another node or type.
     case notOwned = "not_owned"
+    /// Two selected guests map to the same target VMID (an offset or `keep_previous` overlap):
+    /// both are blocked and nothing is restored into that VMID.
+    case slotConflict = "slot_conflict"
     /// The target guest runs and pbs-standby did not start it.
     case running
     /// The target guest's config is locked (backup, migrate, …): retried every pass.
@@ -33,13 +40,13 @@ public struct GuestInput: Sendable {
     public var restoredBackupTime: Int?
     /// The guest at the target VMID, if any.
     public var target: GuestResource?
-    /// Whether the target carries our marker tag.
-    public var targetTagged: Bool
+    /// Who owns what is at the target VMID, proven from PVE (``proveOwnership(of:node:evidence:)``);
+    /// `.unverified` until its config was read.
+    public var ownership: Ownership
     /// The target's `protection` flag (from its config).
     public var targetProtected: Bool
-    /// The state store remembers restoring into this VMID (a failed VM restore leaves a guest
-    /// without marker: it is still ours, reference §3.1 step 3).
-    public var storeOwnsTarget: Bool
+    /// Another selected guest claims the same target VMID (named for the status).
+    public var slotConflict: String?
     public var held: Bool
     public var failedOver: Bool
     public var inFlight: Bool
@@ -47,7 +54,8 @@ public struct GuestInput: Sendable {
     public var nextRetryAt: Double?
     /// Failed attempts at `latest` (retry limit per backup).
     public var failedAttemptsOfLatest: Int
-    /// pbs-standby started the running target itself (start_after_restore).
+    /// The running target was started by pbs-standby: the newest start task of that VMID is the
+    /// one we recorded (an operator's later start makes it not ours to stop).
     public var startedByUs: Bool
     /// Free bytes on the target storage, when known.
     public var targetFreeBytes: Int64?
@@ -57,9 +65,8 @@ public struct GuestInput: Sendable {
         self.vmid = vmid
         self.type = type
         self.settings = settings
-        targetTagged = false
+        ownership = .free
         targetProtected = false
-        storeOwnsTarget = false
         held = false
         failedOver = false
         inFlight = false
@@ -82,8 +89,13 @@ public struct PlanRules: Sendable {
 
 /// What to do with one guest.
 public enum Decision: Sendable, Equatable {
-    /// Restore `backup` into the target; `stopFirst` when we started the running copy ourselves.
-    case restore(backup: BackupEntry, stopFirst: Bool)
+    /// Restore `backup` into the target; `stopFirst` when we started the running copy ourselves;
+    /// `force` only when the target holds our own guest (PVE's `force` is its only overwrite
+    /// guard: without it a VMID taken meanwhile is refused atomically, reference §13.4).
+    case restore(backup: BackupEntry, stopFirst: Bool, force: Bool)
+    /// A restore would follow, but the guest at the target must be proven ours first (read its
+    /// config and task list, then plan again).
+    case verify
     /// The standby copy is the newest eligible backup (or there is none yet).
     case upToDate
     /// A restore of this guest is running.
@@ -98,7 +110,7 @@ public enum Decision: Sendable, Equatable {
     /// The state shown for this decision (`queued` for a restore not yet started).
     public var state: GuestState {
         switch self {
-        case .restore: .queued
+        case .restore, .verify: .queued
         case .upToDate: .idle
         case .restoring: .restoring
         case .waiting: .failing
@@ -112,18 +124,23 @@ public enum Decision: Sendable, Equatable {
 /// The safety rules and the restore decision, as a pure function of what is observed.
 ///
 /// Never restore: while one runs; over a failed-over or held guest; a backup older than or equal
-/// to the restored one; over a guest that is not ours (no marker, not in our store, no `adopt`);
-/// over a running guest we did not start; a locked or protected guest; without enough space.
+/// to the restored one; into a VMID another selected guest claims too; over a guest that is not
+/// provably ours; over a running guest we did not start; a locked or protected guest; without
+/// enough space.
 public func plan(_ g: GuestInput, now: Double, rules: PlanRules) -> Decision {
     if g.inFlight { return .restoring }
     if g.failedOver { return .failedOver }
     if g.held { return .held }
+    if g.slotConflict != nil { return .blocked(.slotConflict) }
     guard let latest = g.latest else { return .upToDate }
     if let restored = g.restoredBackupTime, restored >= latest.volid.backupTime { return .upToDate }
     var stopFirst = false
     if let target = g.target {
-        let owned = g.targetTagged || g.storeOwnsTarget || rules.adopt
-        if !owned { return .blocked(.notOwned) }
+        switch g.ownership {
+        case .unverified: return .verify
+        case .notOurs, .free: return .blocked(.notOwned)
+        case .ours, .remains, .adopted: break
+        }
         if g.targetProtected { return .blocked(.protected) }
         if target.lock != nil { return .blocked(.locked) }
         if target.status == "running" {
@@ -134,11 +151,12 @@ public func plan(_ g: GuestInput, now: Double, rules: PlanRules) -> Decision {
     if g.failedAttemptsOfLatest >= rules.retriesPerBackup { return .waiting(until: nil) }
     if let retry = g.nextRetryAt, retry > now { return .waiting(until: retry) }
     if let free = g.targetFreeBytes {
-        let existing = g.target?.maxdisk ?? 0
-        let needed = Int64(Double(latest.size) * (1 + rules.spaceMargin))
-        if free + existing < needed { return .blocked(.insufficientSpace) }
+        // In Double: sizes from PVE may be anything up to Int64.max; no arithmetic may trap.
+        let existing = Double(max(0, g.target?.maxdisk ?? 0))
+        let needed = Double(max(0, latest.size)) * (1 + max(0, rules.spaceMargin))
+        if Double(max(0, free)) + existing < needed { return .blocked(.insufficientSpace) }
     }
-    return .restore(backup: latest, stopFirst: stopFirst)
+    return .restore(backup: latest, stopFirst: stopFirst, force: g.target != nil)
 }
 
 /// The newest eligible backup among a guest's entries: complete (size > 1), older than
@@ -202,5 +220,28 @@ public enum SchedulingPolicy {
             if a.backupTime != b.backupTime { return a.backupTime < b.backupTime }
             return a.key < b.key
         }
+    }
+}
+
+/// A guest's backups in one source, grouped by type: a VMID may have a `ct/N` group and a `vm/N`
+/// group (production replaced a CT by a VM or back). The group with the newest complete backup
+/// (the newest of any, when none is complete) is the guest; the other is `superseded`: shown,
+/// never restored.
+public struct BackupGroups: Sendable, Equatable {
+    /// The guest's type: the type of the group with the newest backup.
+    public var type: GuestType
+    /// The backups of that group.
+    public var entries: [BackupEntry]
+    /// The other group's backups, if any.
+    public var superseded: [BackupEntry]
+
+    /// Groups one VMID's entries (pure; order of `entries` does not matter).
+    public init(_ all: [BackupEntry]) {
+        let newest = all.filter(\.isComplete).max { $0.volid.backupTime < $1.volid.backupTime }
+            ?? all.max { $0.volid.backupTime < $1.volid.backupTime }
+        type = newest?.volid.type ?? .vm
+        let t = type
+        entries = all.filter { $0.volid.type == t }
+        superseded = all.filter { $0.volid.type != t }
     }
 }

@@ -21,10 +21,16 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
     public var failedVolidAttempts: Int
     public var held: Bool
     public var failedOver: Bool
-    /// We started a restore into the target VMID (it is ours even without a marker).
-    public var ownsTarget: Bool
-    /// We started the target guest (start_after_restore).
-    public var startedByUs: Bool
+    /// The UPID of the last start pbs-standby made of the live copy (start_after_restore): the
+    /// copy is ours to stop only while the newest start task of its VMID is this one.
+    public var startUPID: String?
+    /// `pbs-standby adopt` named the guest at this VMID: the next restore may overwrite it once.
+    public var adoptVmid: Int?
+    /// The live copy's `vmgenid` after its restore (VMs; written into its marker too).
+    public var vmgenid: String?
+    /// The backup's `onboot` (restores pass `onboot=0`). Not filled yet: it needs the backed-up
+    /// config (`vzdump/extractconfig`, issue 13); until then `failover` leaves `onboot` at 0.
+    public var backupOnboot: Bool?
     public var restoredBytesTotal: Int64
     public var successes: Int
     public var failures: Int
@@ -40,8 +46,6 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
         failedVolidAttempts = 0
         held = false
         failedOver = false
-        ownsTarget = false
-        startedByUs = false
         restoredBytesTotal = 0
         successes = 0
         failures = 0
@@ -68,8 +72,10 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
         failedVolidAttempts = row["failedVolidAttempts"]
         held = row["held"]
         failedOver = row["failedOver"]
-        ownsTarget = row["ownsTarget"]
-        startedByUs = row["startedByUs"]
+        startUPID = row["startUPID"]
+        adoptVmid = row["adoptVmid"]
+        vmgenid = row["vmgenid"]
+        backupOnboot = row["backupOnboot"]
         restoredBytesTotal = row["restoredBytesTotal"]
         successes = row["successes"]
         failures = row["failures"]
@@ -205,6 +211,18 @@ public final class StateStore: Sendable {
                 t.column("at", .double).notNull()
             }
         }
+        m.registerMigration("4-proven-ownership") { db in
+            // `ownsTarget` and `startedByUs` (columns of migration 1) are no longer read: ownership
+            // is proven from PVE each time (marker, vmgenid, task history), never remembered, and a
+            // start is ours only by its UPID.
+            try db.alter(table: "guest") { t in
+                t.add(column: "startUPID", .text)
+                t.add(column: "adoptVmid", .integer)
+                t.add(column: "vmgenid", .text)
+                t.add(column: "backupOnboot", .boolean)
+            }
+            try db.create(index: "history_by_target", on: "history", columns: ["targetVmid"])
+        }
         return m
     }
 
@@ -237,19 +255,46 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// Records a restore about to start (before the POST), marking the target as ours.
-    public func beginRestore(_ key: GuestKey, targetVmid: Int, volid: String, bytes: Int64, at: Double) throws -> Int64 {
+    /// What ``beginRestore(_:targetVmid:volid:bytes:at:)`` did.
+    public enum BeginRestore: Sendable, Equatable {
+        /// Recorded; the history row's id.
+        case started(Int64)
+        /// Not recorded: the guest is held or failed over (checked in the same transaction).
+        case frozen(String)
+    }
+
+    /// Records a restore about to start (before the POST) — unless the guest is held or failed
+    /// over, checked in the same transaction, so a `hold` or `failover` committed before this
+    /// write is never overtaken by a restore planned earlier. It does not make the target "ours":
+    /// ownership is recorded only after success (the marker and, for VMs, the vmgenid).
+    public func beginRestore(_ key: GuestKey, targetVmid: Int, volid: String, bytes: Int64, at: Double) throws -> BeginRestore {
         try db.write { db in
+            var g = try GuestRecord.filter(Column("source") == key.source && Column("vmid") == key.vmid).fetchOne(db)
+                ?? GuestRecord(source: key.source, vmid: key.vmid, targetVmid: targetVmid)
+            if g.failedOver { return .frozen("failed over") }
+            if g.held { return .frozen("held") }
             var h = HistoryRecord(id: nil, source: key.source, vmid: key.vmid, targetVmid: targetVmid, volid: volid, upid: nil,
                                   startedAt: at, finishedAt: nil, duration: nil, bytes: bytes, result: "running", error: nil)
             try h.insert(db)
-            var g = try GuestRecord.filter(Column("source") == key.source && Column("vmid") == key.vmid).fetchOne(db)
-                ?? GuestRecord(source: key.source, vmid: key.vmid, targetVmid: targetVmid)
             g.targetVmid = targetVmid
-            g.ownsTarget = true
             g.lastAttemptAt = at
             try g.save(db)
-            return h.id!
+            return .started(h.id!)
+        }
+    }
+
+    /// Whether the guest is held or failed over now (re-read right before a stop, a forced
+    /// restore or a destroy: the smallest gap to a concurrent `hold` or `failover`).
+    public func frozen(_ key: GuestKey) throws -> String? {
+        guard let g = try guest(key) else { return nil }
+        return g.failedOver ? "failed over" : g.held ? "held" : nil
+    }
+
+    /// UPIDs of every restore task recorded for a target VMID (by any guest): the evidence that
+    /// the newest task creating that VMID was ours.
+    public func restoreUPIDs(targetVmid: Int) throws -> Set<String> {
+        try db.read { db in
+            Set(try String.fetchAll(db, sql: "SELECT upid FROM history WHERE targetVmid = ? AND upid IS NOT NULL", arguments: [targetVmid]))
         }
     }
 

@@ -10,7 +10,7 @@ struct PbsStandby: AsyncParsableCommand {
         version: "pbs-standby \(versionString)",
         subcommands: [
             RunCommand.self, OnceCommand.self, DemoCommand.self, SimulatorCommand.self,
-            StatusCommand.self, FailoverCommand.self, HoldCommand.self, ResumeCommand.self,
+            StatusCommand.self, FailoverCommand.self, HoldCommand.self, ResumeCommand.self, AdoptCommand.self,
             CheckConfigCommand.self,
         ])
 }

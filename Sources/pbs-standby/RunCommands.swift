@@ -48,6 +48,7 @@ struct RunCommand: AsyncParsableCommand {
             let server = HTTPServer(configuration: .init(address: address, web: web), router: runtime.webApp(clock: clock).router(),
                                     logger: Logger(label: "pbs-standby.http"))
             do { try server.start() } catch { throw UsageError(message: "\(error)") }
+            if let warning = server.configuration.exposureWarning() { Logger(label: "pbs-standby.http").warning("\(warning)") }
             Logger(label: "pbs-standby").info("pbs-standby started", metadata: [
                 "endpoint": "\(transport.endpointDescription)", "node": "\(config.proxmox.node)", "state": "\(config.statePath)"])
             let group = ServiceGroup(configuration: .init(
@@ -177,121 +178,9 @@ func fetchURL(_ url: URL) async throws -> (Data, Int) {
     return (data, 200)
 }
 
-/// `hold` / `resume`: persistent per-guest flags in the state file (the service reads them each pass).
-struct HoldCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "hold", abstract: "Pause restores of guests (by backed-up VMID).")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "Backed-up VMIDs.") var vmids: [Int]
-
-    func run() async throws {
-        try await exitOnError {
-            let config = try loadConfig(global)
-            let store = try openStoreShared(config)
-            for (key, targetVmid) in selectedGuests(config, vmids) {
-                try store.update(key, targetVmid: targetVmid) { $0.held = true }
-                print("held \(key)")
-            }
-        }
-    }
-}
-
-struct ResumeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume restores of held or failed-over guests.")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "Backed-up VMIDs.") var vmids: [Int]
-    @Flag(name: .customLong("discard-changes"), help: "Required for failed-over guests: the next restore overwrites what they wrote since.")
-    var discardChanges = false
-
-    func run() async throws {
-        try await exitOnError {
-            let config = try loadConfig(global)
-            let store = try openStoreShared(config)
-            for (key, targetVmid) in selectedGuests(config, vmids) {
-                if try store.guest(key)?.failedOver == true, !discardChanges {
-                    throw UsageError(message: "\(key) is failed over: resuming lets the next restore overwrite what it wrote since the failover; repeat with --discard-changes")
-                }
-                try store.update(key, targetVmid: targetVmid) { r in
-                    r.held = false
-                    r.failedOver = false
-                }
-                print("resumed \(key)")
-            }
-        }
-    }
-}
-
-struct FailoverCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "failover", abstract: "Freeze restores and start the standby copies.")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "Backed-up VMIDs (or --all).") var vmids: [Int] = []
-    @Flag(help: "Every selected guest with a standby copy.") var all = false
-    @Flag(name: .customLong("no-start"), help: "Only freeze restores.") var noStart = false
-    @Flag(help: "First live-restore VMs whose copy is behind a newer complete backup (PVE's live-restore starts them at once).")
-    var latest = false
-
-    func run() async throws {
-        global.bootstrapLogging()
-        try await exitOnError {
-            guard all || !vmids.isEmpty else { throw UsageError(message: "name the VMIDs to fail over, or --all") }
-            let config = try loadConfig(global)
-            let store = try openStoreShared(config)
-            let client = ProxmoxClient(transport: try makeTransport(config))
-            let records = try store.guests().values.filter { r in all ? r.restoredVolid != nil : vmids.contains(r.vmid) }
-            let ordered = records.sorted { a, b in
-                let pa = config.sources.first { $0.storage == a.source }.map { config.effective(source: $0, vmid: a.vmid).priority } ?? 0
-                let pb = config.sources.first { $0.storage == b.source }.map { config.effective(source: $0, vmid: b.vmid).priority } ?? 0
-                return pa != pb ? pa > pb : a.key < b.key
-            }
-            // Freeze first (persistently), then start: a crash in between never restores over a started copy.
-            for r in ordered { try store.update(r.key, targetVmid: r.targetVmid) { $0.failedOver = true } }
-            guard !noStart else { print("frozen \(ordered.count) guest(s)"); return }
-            var failed = false
-            for r in ordered {
-                guard let volid = r.restoredVolid.flatMap(Volid.init(parsing:)) else { print("\(r.key): no standby copy"); failed = true; continue }
-                let vmid = r.liveVmid ?? r.targetVmid
-                if latest, volid.type == .vm, let newer = try? await client.backups(node: config.proxmox.node, storage: r.source, vmid: r.vmid)
-                    .filter({ $0.isComplete && $0.volid.backupTime > volid.backupTime }).max(by: { $0.volid.backupTime < $1.volid.backupTime }) {
-                    var request = ProxmoxClient.RestoreRequest(node: config.proxmox.node, vmid: vmid, archive: newer.volid,
-                                                               storage: config.sources.first { $0.storage == r.source }.map { config.effective(source: $0, vmid: r.vmid).targetStorage } ?? nil)
-                    request.liveRestore = true
-                    request.tags = [Marker.tag]
-                    request.description = Marker.description(volid: newer.volid, restoredAt: Date().timeIntervalSince1970)
-                    do {
-                        let upid = try await client.restore(request)
-                        try store.update(r.key, targetVmid: vmid) { g in
-                            g.restoredVolid = newer.volid.description
-                            g.restoredBackupTime = newer.volid.backupTime
-                        }
-                        print("\(r.key): live-restoring \(newer.volid) into \(vmid) (\(upid))")
-                        continue
-                    } catch {
-                        print("\(r.key): live-restore failed, starting the existing copy: \(error)")
-                    }
-                }
-                do {
-                    let upid = try await client.start(node: config.proxmox.node, type: volid.type, vmid: vmid)
-                    print("\(r.key): starting \(vmid) (\(upid))")
-                } catch {
-                    print("\(r.key): start failed: \(error)")
-                    failed = true
-                }
-            }
-            if failed { throw ExitCode(1) }
-        }
-    }
-}
-
 /// Opens the state file for a short CLI change while the service may hold its lock: the CLI
 /// waits for no lock and uses SQLite's own locking.
 func openStoreShared(_ config: StandbyConfig) throws -> StateStore {
     do { return try StateStore(path: config.statePath, exclusive: false) } catch { throw UsageError(message: "\(error)") }
 }
 
-/// The backed-up guests `vmids` names in every source that selects them, with their target VMID.
-func selectedGuests(_ config: StandbyConfig, _ vmids: [Int]) -> [(GuestKey, Int)] {
-    vmids.flatMap { vmid in
-        config.sources.filter { $0.include.contains(vmid) && !$0.exclude.contains(vmid) }.map { src in
-            (GuestKey(source: src.storage, vmid: vmid), config.effective(source: src, vmid: vmid).targetVmid)
-        }
-    }
-}

@@ -201,8 +201,10 @@ final class ServiceProcess {
             sources:
               - storage: pbs-a
                 target_storage: local-lvm
+                include: ["100-199"]
               - storage: pbs-b
                 target_storage: local-lvm
+                include: ["200-299"]
             guests:
               "103": { target_storage: tiny }
             """)

@@ -198,20 +198,19 @@ struct ClientContractTests {
         let backups = try await h.client.backups(node: h.node, storage: "pbs-prod")
         func latest(_ vmid: Int) -> Volid { backups.filter { $0.volid.vmid == vmid && $0.isComplete }.last!.volid }
         // Locked VM: synchronous 500.
-        let locked = await proxmoxError { () async throws(ProxmoxError) in _ = try await h.client.restore(.init(node: h.node, vmid: 151, archive: latest(151), storage: "local-lvm")) }
+        let locked = await proxmoxError { () async throws(ProxmoxError) in _ = try await h.client.restore(.forced(node: h.node, vmid: 151, archive: latest(151), storage: "local-lvm")) }
         #expect(locked == .refused(path: "/nodes/pve-standby/qemu", reason: .locked, message: "unable to restore VM 151 - VM is locked (backup)"))
         // Running CT: synchronous 500.
-        let running = await proxmoxError { () async throws(ProxmoxError) in _ = try await h.client.restore(.init(node: h.node, vmid: 250, archive: latest(250), storage: "local-lvm")) }
+        let running = await proxmoxError { () async throws(ProxmoxError) in _ = try await h.client.restore(.forced(node: h.node, vmid: 250, archive: latest(250), storage: "local-lvm")) }
         #expect(running == .refused(path: "/nodes/pve-standby/lxc", reason: .running, message: "can't overwrite running container"))
         // Existing VM without force: synchronous.
-        var noForce = ProxmoxClient.RestoreRequest(node: h.node, vmid: 150, archive: latest(150), storage: "local-lvm")
-        noForce.force = false
+        let noForce = ProxmoxClient.RestoreRequest(node: h.node, vmid: 150, archive: latest(150), storage: "local-lvm")
         await #expect(throws: ProxmoxError.refused(path: "/nodes/pve-standby/qemu", reason: .exists,
                                                    message: "unable to restore VM 150 - VM 150 already exists on node 'pve-standby'")) {
             _ = try await h.client.restore(noForce)
         }
         // Running VM with force: inside the task.
-        let upid = try await h.client.restore(.init(node: h.node, vmid: 150, archive: latest(150), storage: "local-lvm"))
+        let upid = try await h.client.restore(.forced(node: h.node, vmid: 150, archive: latest(150), storage: "local-lvm"))
         let status = try await h.finish(upid)
         #expect(status.exitStatus == "unable to restore VM 150 - vm is running")
         #expect(try await h.client.guests().first { $0.vmid == 150 }?.status == "running", "the running VM is untouched")
@@ -331,4 +330,13 @@ final class LineSink: @unchecked Sendable {
 /// Runs `body` and returns the ProxmoxError it threw (nil when it did not throw).
 func proxmoxError(_ body: () async throws(ProxmoxError) -> Void) async -> ProxmoxError? {
     do { try await body(); return nil } catch { return error }
+}
+
+extension ProxmoxClient.RestoreRequest {
+    /// A restore with `force=1` (the request's default is no force).
+    static func forced(node: String, vmid: Int, archive: Volid, storage: String?) -> Self {
+        var r = Self(node: node, vmid: vmid, archive: archive, storage: storage)
+        r.force = true
+        return r
+    }
 }

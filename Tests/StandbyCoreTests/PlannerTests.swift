@@ -12,7 +12,8 @@ func input(latest: BackupEntry?, restored: Int? = nil, target: GuestResource? = 
     g.latest = latest
     g.restoredBackupTime = restored
     g.target = target
-    g.targetTagged = tagged
+    let marker = Marker.Info(volid: Volid(storage: "pbs", type: .vm, vmid: 100, backupTime: 1000), targetVmid: 100)
+    g.ownership = target == nil ? .free : tagged ? .ours(marker) : .notOurs("no marker")
     return g
 }
 
@@ -23,19 +24,26 @@ struct PlannerTests {
 
     @Test func table() {
         let b = entry(100, 2000)
-        #expect(plan(input(latest: b), now: 3000, rules: rules) == .restore(backup: b, stopFirst: false), "no copy yet")
+        #expect(plan(input(latest: b), now: 3000, rules: rules) == .restore(backup: b, stopFirst: false, force: false), "no copy yet: no force")
         #expect(plan(input(latest: b, restored: 2000, target: stopped, tagged: true), now: 3000, rules: rules) == .upToDate, "same backup")
         #expect(plan(input(latest: b, restored: 2500, target: stopped, tagged: true), now: 3000, rules: rules) == .upToDate, "never older")
         #expect(plan(input(latest: nil), now: 3000, rules: rules) == .upToDate)
         var foreign = stopped; foreign.tags = []
         #expect(plan(input(latest: b, target: foreign), now: 3000, rules: rules) == .blocked(.notOwned))
-        #expect(plan(input(latest: b, target: foreign), now: 3000, rules: PlanRules(adopt: true)) == .restore(backup: b, stopFirst: false))
+        var adopted = input(latest: b, target: foreign); adopted.ownership = .adopted
+        #expect(plan(adopted, now: 3000, rules: rules) == .restore(backup: b, stopFirst: false, force: true))
+        var remains = input(latest: b, target: foreign); remains.ownership = .remains
+        #expect(plan(remains, now: 3000, rules: rules) == .restore(backup: b, stopFirst: false, force: true), "our failed restore's remains")
+        var unverified = input(latest: b, target: stopped); unverified.ownership = .unverified
+        #expect(plan(unverified, now: 3000, rules: rules) == .verify, "never act on an unverified target")
+        var conflict = input(latest: b); conflict.slotConflict = "VMID 100 is also the target of other/100"
+        #expect(plan(conflict, now: 3000, rules: rules) == .blocked(.slotConflict))
         var running = stopped; running.status = "running"
         #expect(plan(input(latest: b, target: running, tagged: true), now: 3000, rules: rules) == .blocked(.running))
         var ours = input(latest: b, target: running, tagged: true)
         ours.startedByUs = true
         ours.settings.startAfterRestore = true
-        #expect(plan(ours, now: 3000, rules: rules) == .restore(backup: b, stopFirst: true))
+        #expect(plan(ours, now: 3000, rules: rules) == .restore(backup: b, stopFirst: true, force: true))
         var locked = stopped; locked.lock = "backup"
         #expect(plan(input(latest: b, target: locked, tagged: true), now: 3000, rules: rules) == .blocked(.locked))
         var prot = input(latest: b, target: stopped, tagged: true); prot.targetProtected = true

@@ -188,6 +188,7 @@ struct HookTransport: ProxmoxTransport {
     let hook: @Sendable (APIMethod, String) -> Void
     var runsTasksSynchronously: Bool { inner.runsTasksSynchronously }
     var endpointDescription: String { inner.endpointDescription }
+    var taskUser: String? { inner.taskUser }
     func call(_ method: APIMethod, _ path: String, parameters: [(String, String)],
               onOutput: (@Sendable (String) -> Void)?) async throws(ProxmoxError) -> JSONValue {
         hook(method, path)

@@ -10,7 +10,7 @@ struct GuestExpositionTests {
     static func guest(name: String, restored: StatusSnapshot.Backup?, state: GuestState) -> StatusSnapshot.Guest {
         StatusSnapshot.Guest(
             key: GuestKey(source: "pbs-prod", vmid: 101), type: .vm, name: name, targetVmid: 101, targetNode: "pve-standby",
-            state: state, blockedReason: nil, restored: restored,
+            state: state, blockedReason: nil, blockedDetail: nil, restored: restored,
             latest: .init(volid: "pbs-prod:backup/vm/101/2026-11-26T10:00:00Z", backupTime: 1_795_000_000, size: 1),
             pendingBackups: 1, rpoTarget: 7200, priority: 0, progress: 0.25, consecutiveFailures: 2,
             lastAttemptAt: nil, lastSuccessAt: nil, lastDuration: nil, nextRetryAt: nil, lastError: nil,

@@ -11,9 +11,11 @@ import Testing
 final class Rig: @unchecked Sendable {
     let clock: ManualClock
     let simulator: PVESimulator
-    let runtime: StandbyRuntime
-    let store: StateStore
+    private(set) var runtime: StandbyRuntime
+    private(set) var store: StateStore
     let dir: String
+    private let makeRuntime: (StateStore) -> StandbyRuntime
+    let config: StandbyConfig
 
     init(scenario: Scenario = Rig.scenario(), configure: (inout StandbyConfig) -> Void = { _ in }, storePath: String? = nil,
          busyTimeout: TimeInterval = 5, transport wrap: (any ProxmoxTransport) -> any ProxmoxTransport = { $0 }) throws {
@@ -26,9 +28,22 @@ final class Rig: @unchecked Sendable {
         store = try StateStore(path: config.statePath, busyTimeout: busyTimeout)
         var logger = Logger(label: "pbs-standby.engine")
         logger.logLevel = .warning
-        runtime = StandbyRuntime(config: config, transport: wrap(InProcessTransport(simulator: simulator)), store: store, clock: VirtualClock(clock),
-                                 logger: logger)
+        let transport = wrap(InProcessTransport(simulator: simulator)), clock = VirtualClock(clock), cfg = config
+        makeRuntime = { store in StandbyRuntime(config: cfg, transport: transport, store: store, clock: clock, logger: logger) }
+        runtime = makeRuntime(store)
+        self.config = config
     }
+
+    /// The state file is lost (moved aside, the documented recovery): a new service starts with
+    /// an empty one against the same PVE.
+    func loseStateFile() throws {
+        let path = dir + "/state-\(UUID().uuidString).db"
+        store = try StateStore(path: path)
+        runtime = makeRuntime(store)
+    }
+
+    /// The operations the CLI's hold/resume/failover/adopt use, over this rig's PVE and store.
+    var operations: GuestOperations { GuestOperations(config: config, client: runtime.client, store: store) }
 
     /// One `once`-style pass: plan, restore, follow to the end (virtual time advances).
     @discardableResult
@@ -69,12 +84,13 @@ final class Rig: @unchecked Sendable {
             .init(vmid: 160, type: .vm, name: "broken", storage: "pbs-prod", disks: [2 * gib], interval: 3600, restoreFails: true),
             .init(vmid: 170, type: .vm, name: "running", storage: "pbs-prod", disks: [2 * gib], interval: 3600),
         ]
-        let marker = "pbs-standby: restored from pbs-prod:backup/vm/1/2026-01-01T00:00:00Z at 2026-01-01T00:00:00Z"
+        // Our copies (markers naming their own slot), each in an unsafe condition.
+        func marker(_ vmid: Int) -> String { "pbs-standby: restored from pbs-prod:backup/vm/\(vmid)/2026-01-01T00:00:00Z into \(vmid) at 2026-01-01T00:00:00Z" }
         s.existing = [
             .init(vmid: 150, type: .vm, name: "foreign", status: "stopped", tags: ["manual"]),
-            .init(vmid: 151, type: .vm, name: "locked", lock: "backup", tags: ["pbs-standby"], description: marker),
-            .init(vmid: 152, type: .vm, name: "protected", tags: ["pbs-standby"], description: marker, protection: true),
-            .init(vmid: 170, type: .vm, name: "running", status: "running", tags: ["pbs-standby"], description: marker),
+            .init(vmid: 151, type: .vm, name: "locked", lock: "backup", tags: ["pbs-standby"], description: marker(151)),
+            .init(vmid: 152, type: .vm, name: "protected", tags: ["pbs-standby"], description: marker(152), protection: true),
+            .init(vmid: 170, type: .vm, name: "running", status: "running", tags: ["pbs-standby"], description: marker(170)),
         ]
         return s
     }

@@ -20,6 +20,8 @@ public final class Reconciler: Service, Sendable {
     /// Orders restore candidates; swappable so the RPO benchmark can compare policies.
     let schedulingPolicy: @Sendable ([RestoreCandidate]) -> [RestoreCandidate]
     let state: Mutex<EngineState>
+    /// Proves who owns the guests at our target VMIDs (cached per VMID).
+    let observer: SlotObserver
     /// The latest published snapshot.
     public let published: Mutex<StatusSnapshot>
     /// Position of each guest in the published snapshot.
@@ -37,6 +39,8 @@ public final class Reconciler: Service, Sendable {
         var sources: [String: StatusSnapshot.Source] = [:]
         var queue: [GuestKey] = []
         var lastViews: [GuestKey: StatusSnapshot.Guest] = [:]
+        /// Rows of superseded backup groups (the other type of a VMID), shown after their guest.
+        var supersededViews: [GuestKey: StatusSnapshot.Guest] = [:]
         /// The record each view's history was loaded for: history is re-read only when it changed.
         var historyFor: [GuestKey: GuestRecord] = [:]
         /// Bytes per second observed in successful restores (exponentially smoothed).
@@ -68,6 +72,7 @@ public final class Reconciler: Service, Sendable {
         self.logger = logger
         self.events = events
         self.state = Mutex(EngineState())
+        self.observer = SlotObserver(client: client, store: store, adoptUnmarked: config.restore.adopt)
         self.published = Mutex(.initial(version: pbsStandbyVersion, startedAt: clock.now(), workers: config.restore.workers))
     }
 
@@ -155,7 +160,8 @@ public final class Reconciler: Service, Sendable {
         // 2. Guests on the standby node. Without them no safe decision is possible.
         let guests: [Int: GuestResource]
         do {
-            guests = Dictionary((try await client.guests()).filter { $0.node == node }.map { ($0.vmid, $0) }, uniquingKeysWith: { a, _ in a })
+            // Cluster-wide: VMIDs are unique in a cluster, and a guest on another node holds its VMID too.
+            guests = Dictionary((try await client.guests()).map { ($0.vmid, $0) }, uniquingKeysWith: { a, b in a.node == node ? a : b })
         } catch {
             logger.warning("guest listing failed; no restore starts this pass", metadata: ["error": "\(error)"])
             publish(loopAt: now)
@@ -177,108 +183,139 @@ public final class Reconciler: Service, Sendable {
         for ts in targetStorages {
             if let st = try? await client.storageStatus(node: node, storage: ts), let avail = st.avail { free[ts] = avail }
         }
-        // 4. Plan every selected guest.
+        // 4. The slot map of this pass: every primary and keep_previous slot of every selected
+        // guest, from the listing. A VMID claimed twice blocks every claimant.
+        var selected: [(source: StandbyConfig.Source, vmid: Int, groups: BackupGroups)] = []
+        for source in config.sources {
+            guard let byVmid = catalogue[source.storage] else { continue }
+            for (vmid, entries) in byVmid.sorted(by: { $0.key < $1.key }) where source.include.contains(vmid) && !source.exclude.contains(vmid) {
+                selected.append((source, vmid, BackupGroups(entries)))
+            }
+        }
+        let conflicts = SlotMap.conflicts(selected.flatMap { s -> [SlotMap.Claim] in
+            let key = GuestKey(source: s.source.storage, vmid: s.vmid), primary = s.vmid + s.source.vmidOffset
+            var claims = [SlotMap.Claim(key: key, target: primary, secondary: false)]
+            if config.restore.keepPrevious { claims.append(.init(key: key, target: primary + config.restore.previousVmidOffset, secondary: true)) }
+            return claims
+        })
+        // 5. Plan every selected guest.
         let rules = PlanRules(adopt: config.restore.adopt, retriesPerBackup: config.restore.retriesPerBackup, spaceMargin: config.restore.spaceMargin)
         let (inFlight, throughput) = state.withLock { ($0.inFlight, $0.throughput) }
         var views: [GuestKey: StatusSnapshot.Guest] = [:]
+        var superseded: [GuestKey: StatusSnapshot.Guest] = [:]
         var historyFor: [GuestKey: GuestRecord] = [:]
         let previous = state.withLock { (views: $0.lastViews, historyFor: $0.historyFor) }
         var candidates: [RestoreCandidate] = []
-        var restoreOf: [GuestKey: (BackupEntry, Bool, GuestSettings, GuestType)] = [:]
-        for source in config.sources {
-            guard let byVmid = catalogue[source.storage] else {
-                // Source down: keep what we showed before for its guests.
-                for (k, v) in state.withLock({ $0.lastViews }) where k.source == source.storage { views[k] = v }
-                continue
+        var restoreOf: [GuestKey: RestoreJob] = [:]
+        for source in config.sources where catalogue[source.storage] == nil {
+            // Source down: keep what we showed before for its guests.
+            for (k, v) in previous.views where k.source == source.storage { views[k] = v }
+        }
+        for (source, vmid, groups) in selected {
+            let key = GuestKey(source: source.storage, vmid: vmid)
+            let entries = groups.entries
+            var settings = config.effective(source: source, vmid: vmid)
+            let type = groups.type
+            var input = GuestInput(source: source.storage, vmid: vmid, type: type, settings: settings)
+            input.latest = newestEligible(entries, now: now, settle: config.restore.settle.seconds, requireVerified: config.restore.requireVerified)
+            let record = records[key]
+            input.inFlight = inFlight[key] != nil
+            if let others = conflicts[key] {
+                input.slotConflict = others.map { "VMID \($0.target) is also the \($0.secondary ? "keep_previous slot" : "target") of \($0.key)" }
+                    .joined(separator: "; ")
             }
-            for (vmid, entries) in byVmid where source.include.contains(vmid) && !source.exclude.contains(vmid) {
-                let key = GuestKey(source: source.storage, vmid: vmid)
-                var settings = config.effective(source: source, vmid: vmid)
-                let type = entries.first!.volid.type
-                var input = GuestInput(source: source.storage, vmid: vmid, type: type, settings: settings)
-                input.latest = newestEligible(entries, now: now, settle: config.restore.settle.seconds, requireVerified: config.restore.requireVerified)
-                let record = records[key]
-                // Where the good copy lives and where the next restore goes. With keep_previous the
-                // two slots alternate, so the live copy is never the one being overwritten.
-                let slots = await self.slots(record: record, primary: settings.targetVmid, type: type, guests: guests)
-                settings.targetVmid = slots.restoreInto
-                input.settings = settings
-                let target = guests[slots.restoreInto]
-                let liveGuest = guests[slots.live]
-                input.target = target
-                input.targetTagged = target.map { Marker.isTagged($0.tags) } ?? false
-                input.storeOwnsTarget = record?.ownsTarget == true && (record?.targetVmid == slots.restoreInto || record?.liveVmid == slots.restoreInto)
-                input.held = record?.held ?? false
-                input.failedOver = record?.failedOver ?? false
-                input.inFlight = inFlight[key] != nil
-                input.nextRetryAt = record?.nextRetryAt
-                input.startedByUs = record?.startedByUs ?? false
-                if let latest = input.latest, record?.failedVolid == latest.volid.description {
-                    input.failedAttemptsOfLatest = record?.failedVolidAttempts ?? 0
+            // Ownership of each slot, proven from PVE; the live copy is the proven one with the newer marker.
+            let observed = input.inFlight || input.slotConflict != nil
+                ? nil : await observeSlots(key: key, type: type, primary: settings.targetVmid, record: record, guests: guests, now: now)
+            let old = previous.views[key]
+            let live = observed?.live ?? old?.targetVmid ?? settings.targetVmid
+            let restoreInto = observed?.restoreInto ?? settings.targetVmid
+            var restored: StatusSnapshot.Backup? = observed.map { o in
+                o.liveMarker.map { m in .init(volid: m.volid.description, backupTime: m.volid.backupTime,
+                                               size: record?.restoredVolid == m.volid.description ? record?.restoredBytes : nil) }
+            } ?? old?.restored
+            if let o = observed, let m = o.liveMarker, record?.restoredVolid != m.volid.description || record?.liveVmid != o.live {
+                // The copy PVE shows is the truth (e.g. the state file was lost, or a task that
+                // ran past task_timeout succeeded after all): record it.
+                persist("copy of \(key) seen in PVE", replay: false) { try $0.update(key, targetVmid: o.live) { r in
+                    r.restoredVolid = m.volid.description
+                    r.restoredBackupTime = m.volid.backupTime
+                    r.liveVmid = o.live
+                } }
+            }
+            if observed != nil, observed?.liveMarker == nil { restored = nil }
+            settings.targetVmid = restoreInto
+            input.settings = settings
+            let target = guests[restoreInto]
+            input.target = target
+            input.ownership = observed?.intoOwnership ?? .unverified
+            input.targetProtected = observed?.intoConfig?.protection ?? false
+            let liveTags = observed?.liveMarker != nil ? guests[live]?.tags ?? [] : []
+            input.held = (record?.held ?? false) || liveTags.contains(Marker.heldTag)
+            input.failedOver = (record?.failedOver ?? false) || liveTags.contains(Marker.failedOverTag)
+            input.nextRetryAt = record?.nextRetryAt
+            if let latest = input.latest, record?.failedVolid == latest.volid.description {
+                input.failedAttemptsOfLatest = record?.failedVolidAttempts ?? 0
+            }
+            if let ts = settings.targetStorage { input.targetFreeBytes = free[ts] }
+            if let target, target.status == "running", settings.startAfterRestore, input.ownership.isOurs {
+                input.startedByUs = await observer.startedBy(record?.startUPID, vmid: target.vmid, node: node)
+            }
+            input.restoredBackupTime = restored?.backupTime
+            var decision = plan(input, now: now, rules: rules)
+            if decision == .verify { decision = .waiting(until: now) }  // the target's config could not be read: do not act blindly
+            if case .restore(let backup, let stopFirst, let force) = decision {
+                restoreOf[key] = RestoreJob(key: key, type: type, backup: backup, settings: settings, stopFirst: stopFirst, force: force,
+                                            existingTarget: target, liveVmid: observed?.liveMarker != nil ? live : nil)
+                let gain = Double(backup.volid.backupTime - (restored?.backupTime ?? 0))
+                candidates.append(RestoreCandidate(key: key, priority: settings.priority, hasCopy: restored != nil,
+                                                   gainSeconds: gain, expectedSeconds: Double(max(0, backup.size)) / throughput,
+                                                   backupTime: backup.volid.backupTime))
+            }
+            var blocked: BlockReason?
+            var detail: String?
+            if case .blocked(let r) = decision {
+                blocked = r
+                switch r {
+                case .slotConflict: detail = input.slotConflict
+                case .notOwned: if case .notOurs(let why) = input.ownership { detail = why }
+                default: break
                 }
-                if let ts = settings.targetStorage { input.targetFreeBytes = free[ts] }
-                // What is on the standby: our record while the live slot still carries our tag;
-                // without a record (state file lost), the marker in the guest's description.
-                var restored: StatusSnapshot.Backup?
-                if let liveGuest, Marker.isTagged(liveGuest.tags), liveGuest.type == type {
-                    if let rv = record?.restoredVolid, let rt = record?.restoredBackupTime {
-                        restored = .init(volid: rv, backupTime: rt, size: record?.restoredBytes)
-                    } else if let cfg = try? await client.guestConfig(node: node, type: liveGuest.type, vmid: liveGuest.vmid),
-                              let v = Marker.volid(inDescription: cfg.description) {
-                        restored = .init(volid: v.description, backupTime: v.backupTime, size: nil)
-                        if slots.live == slots.restoreInto { input.targetProtected = cfg.protection }
-                        persist("adopt marker of \(key.vmid)", replay: false) { try $0.update(key, targetVmid: slots.live) { r in
-                            r.restoredVolid = v.description
-                            r.restoredBackupTime = v.backupTime
-                            r.ownsTarget = true
-                            r.liveVmid = slots.live
-                        } }
-                    }
+            }
+            let newer = entries.filter { $0.isComplete && $0.volid.backupTime > (restored?.backupTime ?? 0) }.count
+            let history: [StatusSnapshot.LastRestore]
+            if let record, let cached = previous.historyFor[key], cached == record, let old = previous.views[key]?.history {
+                history = old
+            } else {
+                history = ((try? store.history(key, limit: 10)) ?? []).map {
+                    StatusSnapshot.LastRestore(startedAt: $0.startedAt, finishedAt: $0.finishedAt, duration: $0.duration,
+                                               result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid)
                 }
-                input.restoredBackupTime = restored?.backupTime
-                var decision = plan(input, now: now, rules: rules)
-                // Protection is in the config only: check it before acting on an existing guest.
-                if case .restore = decision, let target {
-                    if let cfg = try? await client.guestConfig(node: node, type: target.type, vmid: target.vmid) {
-                        input.targetProtected = cfg.protection
-                        decision = plan(input, now: now, rules: rules)
-                    } else {
-                        decision = .waiting(until: now)  // cannot read the config: do not act blindly
-                    }
-                }
-                if case .restore(let backup, let stopFirst) = decision {
-                    restoreOf[key] = (backup, stopFirst, settings, type)
-                    let gain = Double(backup.volid.backupTime - (restored?.backupTime ?? 0))
-                    candidates.append(RestoreCandidate(key: key, priority: settings.priority, hasCopy: restored != nil,
-                                                       gainSeconds: gain, expectedSeconds: Double(backup.size) / throughput,
-                                                       backupTime: backup.volid.backupTime))
-                }
-                var blocked: BlockReason?
-                if case .blocked(let r) = decision { blocked = r }
-                let newer = entries.filter { $0.isComplete && $0.volid.backupTime > (restored?.backupTime ?? 0) }.count
-                let history: [StatusSnapshot.LastRestore]
-                if let record, let cached = previous.historyFor[key], cached == record, let old = previous.views[key]?.history {
-                    history = old
-                } else {
-                    history = ((try? store.history(key, limit: 10)) ?? []).map {
-                        StatusSnapshot.LastRestore(startedAt: $0.startedAt, finishedAt: $0.finishedAt, duration: $0.duration,
-                                                   result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid)
-                    }
-                }
-                if let record { historyFor[key] = record }
-                views[key] = StatusSnapshot.Guest(
-                    key: key, type: type, name: Self.name(target: target, record: record, vmid: vmid, entries: entries),
-                    targetVmid: restored != nil ? slots.live : slots.restoreInto, targetNode: node, state: decision.state, blockedReason: blocked,
-                    restored: restored, latest: input.latest.map { .init(volid: $0.volid.description, backupTime: $0.volid.backupTime, size: $0.size) },
-                    pendingBackups: newer, rpoTarget: settings.rpoTarget.seconds, priority: settings.priority,
-                    progress: inFlight[key]?.progress, consecutiveFailures: record?.consecutiveFailures ?? 0,
-                    lastAttemptAt: record?.lastAttemptAt, lastSuccessAt: record?.lastSuccessAt, lastDuration: record?.lastDuration,
-                    nextRetryAt: record?.nextRetryAt, lastError: record?.lastError,
-                    restoresSucceeded: record?.successes ?? 0, restoresFailed: record?.failures ?? 0,
-                    restoredBytesTotal: record?.restoredBytesTotal ?? 0, history: history)
+            }
+            if let record { historyFor[key] = record }
+            let liveGuest = observed?.liveMarker != nil ? guests[live] : nil
+            views[key] = StatusSnapshot.Guest(
+                key: key, type: type, name: liveGuest?.name ?? old?.name ?? "guest \(vmid)",
+                targetVmid: restored != nil ? live : restoreInto, targetNode: node, state: decision.state, blockedReason: blocked,
+                blockedDetail: detail,
+                restored: restored, latest: input.latest.map { .init(volid: $0.volid.description, backupTime: $0.volid.backupTime, size: $0.size) },
+                pendingBackups: newer, rpoTarget: settings.rpoTarget.seconds, priority: settings.priority,
+                progress: inFlight[key]?.progress, consecutiveFailures: record?.consecutiveFailures ?? 0,
+                lastAttemptAt: record?.lastAttemptAt, lastSuccessAt: record?.lastSuccessAt, lastDuration: record?.lastDuration,
+                nextRetryAt: record?.nextRetryAt, lastError: record?.lastError,
+                restoresSucceeded: record?.successes ?? 0, restoresFailed: record?.failures ?? 0,
+                restoredBytesTotal: record?.restoredBytesTotal ?? 0, history: history)
+            if let newest = groups.superseded.max(by: { $0.volid.backupTime < $1.volid.backupTime }) {
+                superseded[key] = StatusSnapshot.Guest(
+                    key: key, type: newest.volid.type, name: "guest \(vmid) (superseded \(newest.volid.type.rawValue) group)",
+                    targetVmid: settings.targetVmid, targetNode: node, state: .superseded, blockedReason: nil, blockedDetail: nil,
+                    restored: nil, latest: .init(volid: newest.volid.description, backupTime: newest.volid.backupTime, size: newest.size),
+                    pendingBackups: 0, rpoTarget: settings.rpoTarget.seconds, priority: settings.priority, progress: nil,
+                    consecutiveFailures: 0, lastAttemptAt: nil, lastSuccessAt: nil, lastDuration: nil, nextRetryAt: nil, lastError: nil,
+                    restoresSucceeded: 0, restoresFailed: 0, restoredBytesTotal: 0, history: [])
             }
         }
-        // 5. Schedule: policy order, global and per-source worker limits.
+        // 6. Schedule: policy order, global and per-source worker limits.
         let ordered = schedulingPolicy(candidates)
         var running = inFlight.count
         var perSource = Dictionary(grouping: inFlight.keys, by: \.source).mapValues(\.count)
@@ -295,7 +332,8 @@ public final class Reconciler: Service, Sendable {
                 queue.append(c.key)
                 continue
             }
-            let (backup, stopFirst, settings, type) = restoreOf[c.key]!
+            let job = restoreOf[c.key]!
+            let backup = job.backup
             // Claim the guest: not in flight, and no restore of it finished since the records
             // were read (else this plan may repeat a restore that just succeeded).
             let claimed = state.withLock { s -> Bool in
@@ -309,8 +347,6 @@ public final class Reconciler: Service, Sendable {
             perSource[c.key.source, default: 0] += 1
             views[c.key]?.state = .restoring
             views[c.key]?.progress = 0
-            let job = RestoreJob(key: c.key, type: type, backup: backup, settings: settings, stopFirst: stopFirst,
-                                 existingTarget: guests[settings.targetVmid])
             spawn { await self.execute(job) }
         }
         state.withLock { s in
@@ -321,38 +357,51 @@ public final class Reconciler: Service, Sendable {
                 if let finished = s.lastViews[key] { views[key] = finished }
             }
             s.lastViews = views
+            s.supersededViews = superseded
             s.historyFor = historyFor
         }
         publish(loopAt: now)
     }
 
-    /// The live slot (holding the current copy) and the slot the next restore goes into.
-    func slots(record: GuestRecord?, primary: Int, type: GuestType, guests: [Int: GuestResource]) async -> (live: Int, restoreInto: Int) {
-        guard config.restore.keepPrevious else { return (primary, primary) }
-        let secondary = primary + config.restore.previousVmidOffset
-        func tagged(_ vmid: Int) -> Bool { guests[vmid].map { Marker.isTagged($0.tags) && $0.type == type } ?? false }
-        var live = primary
-        if let l = record?.liveVmid, l == primary || l == secondary, tagged(l) {
-            live = l
-        } else if tagged(primary) && tagged(secondary) {
-            // State lost: the newer marker is the live copy.
-            let node = config.proxmox.node
-            let a = try? await client.guestConfig(node: node, type: type, vmid: primary)
-            let b = try? await client.guestConfig(node: node, type: type, vmid: secondary)
-            let ta = Marker.volid(inDescription: a?.description)?.backupTime ?? 0
-            let tb = Marker.volid(inDescription: b?.description)?.backupTime ?? 0
-            live = tb > ta ? secondary : primary
-        } else if tagged(secondary) {
-            live = secondary
-        }
-        guard tagged(live) else { return (live, live) }  // no copy yet: restore into the live slot
-        return (live, live == primary ? secondary : primary)
+    /// What PVE shows of a guest's slots this pass.
+    struct ObservedSlots {
+        /// The slot holding the live copy (the primary while there is none).
+        var live: Int
+        /// The slot the next restore goes into (with keep_previous: the other one, so the live
+        /// copy is never the one being overwritten).
+        var restoreInto: Int
+        /// The marker of the live copy, when a copy is proven ours.
+        var liveMarker: Marker.Info?
+        var intoOwnership: Ownership
+        var intoConfig: GuestConfig?
     }
 
-    /// The guest's name as the restored copy carries it (PBS listings have no names).
-    private static func name(target: GuestResource?, record: GuestRecord?, vmid: Int, entries: [BackupEntry]) -> String {
-        if let n = target?.name, Marker.isTagged(target?.tags ?? []) { return n }
-        return "guest \(vmid)"
+    /// Proves ownership of the guest's primary slot and, with keep_previous, its second slot;
+    /// the live copy is the proven one with the newer marker.
+    func observeSlots(key: GuestKey, type: GuestType, primary: Int, record: GuestRecord?, guests: [Int: GuestResource],
+                      now: Double) async -> ObservedSlots {
+        let node = config.proxmox.node
+        func prove(_ target: Int) async -> (Ownership, GuestConfig?) {
+            await observer.ownership(of: Slot(source: key.source, vmid: key.vmid, type: type, target: target), guest: guests[target],
+                                     node: node, adopted: record?.adoptVmid == target, now: now)
+        }
+        let p = await prove(primary)
+        guard config.restore.keepPrevious else {
+            return ObservedSlots(live: primary, restoreInto: primary, liveMarker: p.0.marker, intoOwnership: p.0, intoConfig: p.1)
+        }
+        let secondary = primary + config.restore.previousVmidOffset
+        let q = await prove(secondary)
+        let pm = p.0.marker, qm = q.0.marker
+        let liveIsSecondary = qm.map { m in pm.map { m.volid.backupTime > $0.volid.backupTime } ?? true } ?? false
+        let live = liveIsSecondary ? secondary : primary
+        let liveMarker = liveIsSecondary ? qm : pm
+        guard liveMarker != nil else {
+            // No copy yet: restore into the primary slot.
+            return ObservedSlots(live: primary, restoreInto: primary, liveMarker: nil, intoOwnership: p.0, intoConfig: p.1)
+        }
+        let into = liveIsSecondary ? p : q
+        return ObservedSlots(live: live, restoreInto: liveIsSecondary ? primary : secondary, liveMarker: liveMarker,
+                             intoOwnership: into.0, intoConfig: into.1)
     }
 
     // MARK: - Publishing
@@ -373,8 +422,9 @@ public final class Reconciler: Service, Sendable {
             }
             if queued.contains(key) { g.state = .queued }
             guests.append(g)
+            if let sup = s.supersededViews[key] { guests.append(sup) }
         }
-        let index = Dictionary(uniqueKeysWithValues: guests.enumerated().map { ($1.key, $0) })
+        let index = Dictionary(guests.enumerated().filter { $1.state != .superseded }.map { ($1.key, $0) }, uniquingKeysWith: { a, _ in a })
         published.withLock { p in
             p.service.queueLength = s.queue.count
             p.service.restoresInProgress = s.inFlight.count

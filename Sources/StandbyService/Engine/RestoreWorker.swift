@@ -11,7 +11,15 @@ struct RestoreJob: Sendable {
     var backup: BackupEntry
     var settings: GuestSettings
     var stopFirst: Bool
+    /// PVE's `force`: only when the plan proved the target ours.
+    var force: Bool
     var existingTarget: GuestResource?
+    /// With keep_previous: the slot holding the live copy when the restore was planned (destroyed
+    /// after the new copy is good); nil without a copy.
+    var liveVmid: Int?
+
+    /// The slot the restore goes into.
+    var slot: Slot { Slot(source: key.source, vmid: key.vmid, type: type, target: settings.targetVmid) }
 }
 
 /// How a restore ended, with a bounded reason for metrics.
@@ -24,6 +32,9 @@ enum RestoreOutcome: Sendable {
     case interrupted(String)
     /// `once` stopped following: PVE unreachable too long. The task runs on; re-attach later.
     case unreachable(String)
+    /// Not started: the re-check right before acting found the guest held, failed over, no longer
+    /// ours, locked, protected or running. Nothing was changed; the next pass plans again.
+    case skipped(String)
 }
 
 extension Reconciler {
@@ -35,27 +46,49 @@ extension Reconciler {
         var meta: Logger.Metadata = ["vmid": "\(job.key.vmid)", "source": "\(job.key.source)", "volid": "\(job.backup.volid)",
                                      "target_vmid": "\(job.settings.targetVmid)"]
         let key = job.key, targetVmid = job.settings.targetVmid, volid = job.backup.volid.description, bytes = job.backup.size
-        guard let historyID = persist("record restore of \(key.vmid)", replay: false, { store in
+        let begun = persist("record restore of \(key.vmid)", replay: false, { store in
             try store.beginRestore(key, targetVmid: targetVmid, volid: volid, bytes: bytes, at: started)
-        }) else {
-            logger.error("restore not started: it cannot be recorded in the state file first", metadata: meta)
-            events?.restoreFailed(source: job.key.source, reason: "state_error")
-            updateView(job.key) { v in v.lastError = "not started: the state file cannot be written" }
+        })
+        guard case .started(let historyID) = begun else {
+            if case .frozen(let why) = begun {
+                // A hold or failover committed after this pass planned: the transaction saw it.
+                logger.info("restore not started: the guest is \(why)", metadata: meta)
+                updateView(job.key) { v in v.state = why == "held" ? .held : .failedOver }
+            } else {
+                logger.error("restore not started: it cannot be recorded in the state file first", metadata: meta)
+                events?.restoreFailed(source: job.key.source, reason: "state_error")
+                updateView(job.key) { v in v.lastError = "not started: the state file cannot be written" }
+            }
             finishInFlight(job.key, observedBytesPerSecond: nil)
             return
         }
         logger.info("restore starting", metadata: meta)
         let outcome: RestoreOutcome
         do {
+            if job.force || job.stopFirst, let problem = await recheckBeforeActing(job) {
+                outcome = .skipped(problem)
+                await record(outcome, job: job, historyID: historyID, started: started, meta: meta)
+                return
+            }
             if job.stopFirst, let t = job.existingTarget {
                 let stop = try await client.stop(node: node, type: t.type, vmid: t.vmid)
+                observer.invalidate(t.vmid)
                 _ = try await follow(stop, key: nil, diskSizes: [])
+                if let why = try? store.frozen(key) {
+                    outcome = .skipped("the guest was \(why) while its copy was being stopped")
+                    await record(outcome, job: job, historyID: historyID, started: started, meta: meta)
+                    return
+                }
             }
             var request = ProxmoxClient.RestoreRequest(node: node, vmid: job.settings.targetVmid, archive: job.backup.volid,
                                                        storage: job.settings.targetStorage)
+            request.force = job.force
             request.tags = [Marker.tag]
-            request.description = Marker.description(volid: job.backup.volid, restoredAt: started)
-            request.start = job.settings.startAfterRestore
+            request.description = Marker.description(volid: job.backup.volid, targetVmid: job.settings.targetVmid, restoredAt: started)
+            // A standby copy must not start itself when the standby node boots (same MACs and IPs
+            // as production); the backup's value is put back by `failover`.
+            request.onboot = false
+            observer.invalidate(job.settings.targetVmid)
             var tracker = RestoreProgress(diskSizes: [])
             let progressBox = ProgressBox()
             let upid = try await client.restore(request, onOutput: { [weak self] line in
@@ -141,19 +174,35 @@ extension Reconciler {
     func record(_ outcome: RestoreOutcome, job: RestoreJob, historyID: Int64, started: Double, meta: Logger.Metadata) async {
         var outcome = outcome
         let node = config.proxmox.node
-        // A restore is only good when the guest carries our marker naming this backup.
+        // A restore is only good when the guest carries our marker naming this backup and this
+        // VMID. For VMs the new vmgenid goes into the marker: the proof then survives the loss of
+        // the state file (a clone or another restore gets another vmgenid).
+        var vmgenid: String?
         if case .success = outcome {
+            observer.invalidate(job.settings.targetVmid)
             if let cfg = try? await client.guestConfig(node: node, type: job.type, vmid: job.settings.targetVmid),
-               Marker.volid(inDescription: cfg.description) == job.backup.volid {
+               let m = Marker.parse(cfg.description), m.volid == job.backup.volid, m.targetVmid == job.settings.targetVmid {
+                if job.type == .vm, let genid = cfg.raw["vmgenid"], !genid.isEmpty, genid != "0" {
+                    var info = m
+                    info.vmgenid = genid
+                    do {
+                        try await client.setGuestConfig(node: node, type: .vm, vmid: job.settings.targetVmid,
+                                                        description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest)
+                        vmgenid = genid
+                    } catch {
+                        logger.warning("vmgenid not written into the marker; ownership falls back to the task history",
+                                       metadata: meta.merging(["error": "\(error)"]) { $1 })
+                    }
+                }
             } else {
-                outcome = .failure(reason: "marker_missing", message: "restore finished but the guest does not carry the pbs-standby marker for \(job.backup.volid)")
+                outcome = .failure(reason: "marker_missing", message: "restore finished but the guest does not carry the pbs-standby marker for \(job.backup.volid) into \(job.settings.targetVmid)")
             }
         }
         let now = clock.now()
         let duration = now - started
         switch outcome {
         case .success:
-            persist("success of restore \(historyID)") { [job] store in
+            persist("success of restore \(historyID)") { [job, vmgenid] store in
                 try store.finishRestore(historyID, result: "success", error: nil, at: now)
                 try store.update(job.key, targetVmid: job.settings.targetVmid) { r in
                 r.restoredVolid = job.backup.volid.description
@@ -166,7 +215,8 @@ extension Reconciler {
                 r.lastError = nil
                 r.failedVolid = nil
                 r.failedVolidAttempts = 0
-                r.startedByUs = job.settings.startAfterRestore
+                r.adoptVmid = nil  // startUPID stays: the previous copy may be ours to stop before this one starts
+                r.vmgenid = vmgenid
                 r.restoredBytesTotal += job.backup.size
                 r.successes += 1
                 r.liveVmid = job.settings.targetVmid
@@ -186,7 +236,15 @@ extension Reconciler {
                 v.restoredBytesTotal += job.backup.size
                 v.pendingBackups = 0
             }
-            if config.restore.keepPrevious { await removePreviousCopy(job) }
+            var oldCopyRuns = false
+            if config.restore.keepPrevious { oldCopyRuns = await removePreviousCopy(job) }
+            if job.settings.startAfterRestore {
+                if oldCopyRuns {
+                    logger.warning("new copy not started: the previous copy runs and was not started by pbs-standby (never two running copies)", metadata: meta)
+                } else {
+                    await startCopy(job, meta: meta)
+                }
+            }
             finishInFlight(job.key, observedBytesPerSecond: duration > 0 ? Double(job.backup.size) / duration : nil)
         case .failure(let reason, let message):
             let backoff = config.restore.backoff
@@ -215,6 +273,11 @@ extension Reconciler {
                 v.restoresFailed += 1
             }
             finishInFlight(job.key, observedBytesPerSecond: nil)
+        case .skipped(let message):
+            persist("end of restore \(historyID)") { try $0.finishRestore(historyID, result: "skipped", error: message, at: now) }
+            observer.invalidate(job.settings.targetVmid)
+            logger.notice("restore not started: \(message)", metadata: meta)
+            finishInFlight(job.key, observedBytesPerSecond: nil)
         case .interrupted(let message):
             persist("end of restore \(historyID)") { try $0.finishRestore(historyID, result: "interrupted", error: message, at: now) }
             events?.restoreFailed(source: job.key.source, reason: "interrupted")
@@ -232,25 +295,95 @@ extension Reconciler {
         }
     }
 
-    /// keep_previous: after the new copy is good (TASK OK + marker), destroy the older copy in the
-    /// other slot — only when it is ours and safe to touch.
-    func removePreviousCopy(_ job: RestoreJob) async {
+    /// Re-reads the target right before a forced restore or a stop — hold/failover flags, the
+    /// ownership proof (fresh config and task list), protection, lock and power state — and says
+    /// why acting now would be wrong (nil: go ahead). PVE's restore takes no `digest`, so a window
+    /// remains between this read and the POST: one API round trip.
+    func recheckBeforeActing(_ job: RestoreJob) async -> String? {
         let node = config.proxmox.node
-        let newSlot = job.settings.targetVmid
-        guard let primary = config.sources.first(where: { $0.storage == job.key.source }).map({ config.effective(source: $0, vmid: job.key.vmid).targetVmid }) else { return }
-        let old = newSlot == primary ? primary + config.restore.previousVmidOffset : primary
-        guard let guests = try? await client.guests(), let g = guests.first(where: { $0.vmid == old && $0.node == node }) else { return }
-        guard Marker.isTagged(g.tags), g.type == job.type, g.lock == nil, g.status != "running" else {
-            logger.info("previous copy kept: not ours, locked or running", metadata: ["vmid": "\(job.key.vmid)", "target_vmid": "\(old)"])
-            return
+        if let why = try? store.frozen(job.key) { return "the guest is \(why)" }
+        guard let guests = try? await client.guests() else { return "cannot list the guests to re-check the target" }
+        let guest = guests.first { $0.vmid == job.settings.targetVmid }
+        let record = try? store.guest(job.key)
+        let (own, cfg) = await observer.ownership(of: job.slot, guest: guest, node: node, adopted: record?.adoptVmid == job.settings.targetVmid,
+                                                  now: clock.now(), fresh: true)
+        guard own.isOurs else {
+            if case .notOurs(let why) = own { return "the target is not ours any more: \(why)" }
+            return own == .free ? "the target VMID \(job.settings.targetVmid) became free: planned again without force" : "the target's ownership cannot be verified"
         }
-        if let cfg = try? await client.guestConfig(node: node, type: g.type, vmid: old), cfg.protection { return }
+        if cfg?.protection == true { return "the target has protection set" }
+        guard let current = try? await client.guestStatus(node: node, type: job.type, vmid: job.settings.targetVmid) else {
+            return "cannot read the target's status"
+        }
+        if let lock = current.lock { return "the target is locked (\(lock))" }
+        if current.status == "running" {
+            guard job.stopFirst, await observer.startedBy(record?.startUPID, vmid: job.settings.targetVmid, node: node) else {
+                return "the target runs and was not started by pbs-standby"
+            }
+        }
+        return nil
+    }
+
+    /// keep_previous: after the new copy is good (TASK OK + marker), destroy the older copy in the
+    /// other slot — only when it is proven ours now, not held or failed over, not locked or
+    /// protected; a running old copy is stopped first only when pbs-standby started it.
+    /// Returns whether the old copy is still running (then the new one must not be started).
+    func removePreviousCopy(_ job: RestoreJob) async -> Bool {
+        let node = config.proxmox.node
+        guard let old = job.liveVmid, old != job.settings.targetVmid else { return false }
+        let meta: Logger.Metadata = ["vmid": "\(job.key.vmid)", "target_vmid": "\(old)"]
+        if let why = try? store.frozen(job.key) {
+            logger.info("previous copy kept: the guest is \(why)", metadata: meta)
+            return false
+        }
+        let slot = Slot(source: job.key.source, vmid: job.key.vmid, type: job.type, target: old)
+        guard let guests = try? await client.guests(), let g = guests.first(where: { $0.vmid == old }) else { return false }
+        let record = try? store.guest(job.key)
+        let (own, cfg) = await observer.ownership(of: slot, guest: g, node: node, adopted: false, now: clock.now(), fresh: true)
+        guard own.marker != nil, cfg?.protection != true, g.lock == nil else {
+            logger.info("previous copy kept: not provably ours, locked or protected", metadata: meta)
+            return g.status == "running"
+        }
         do {
+            if g.status == "running" {
+                guard await observer.startedBy(record?.startUPID, vmid: old, node: node) else {
+                    logger.info("previous copy kept: it runs and pbs-standby did not start it", metadata: meta)
+                    return true
+                }
+                let stop = try await client.stop(node: node, type: g.type, vmid: old)
+                _ = try await follow(stop, key: nil, diskSizes: [])
+            }
+            observer.invalidate(old)
             let upid = try await client.destroy(node: node, type: g.type, vmid: old)
             _ = try await follow(upid, key: nil, diskSizes: [])
-            logger.info("previous copy destroyed", metadata: ["vmid": "\(job.key.vmid)", "target_vmid": "\(old)", "upid": "\(upid)"])
+            logger.info("previous copy destroyed", metadata: meta.merging(["upid": "\(upid)"]) { $1 })
+            return false
         } catch {
-            logger.warning("previous copy not destroyed", metadata: ["vmid": "\(job.key.vmid)", "target_vmid": "\(old)", "error": "\(error)"])
+            logger.warning("previous copy not destroyed", metadata: meta.merging(["error": "\(error)"]) { $1 })
+            return (try? await client.guestStatus(node: node, type: g.type, vmid: old))?.status == "running"
+        }
+    }
+
+    /// start_after_restore: starts the new copy explicitly (not `start=1` in the restore, whose
+    /// failed start still ends `TASK OK`, reference §13.4) and records the start's UPID — the copy
+    /// is ours to stop later only while that start is the newest one of its VMID.
+    func startCopy(_ job: RestoreJob, meta: Logger.Metadata) async {
+        let node = config.proxmox.node
+        if let why = try? store.frozen(job.key) {
+            logger.info("new copy not started: the guest is \(why)", metadata: meta)
+            return
+        }
+        do {
+            let upid = try await client.start(node: node, type: job.type, vmid: job.settings.targetVmid)
+            let text = upid.description
+            persist("start of \(job.key)") { try $0.update(job.key, targetVmid: job.settings.targetVmid) { $0.startUPID = text } }
+            let outcome = try await follow(upid, key: nil, diskSizes: [])
+            if case .failure(_, let message) = outcome { throw ProxmoxError.server(path: "start", status: 500, message: message) }
+        } catch {
+            logger.warning("the restored copy did not start", metadata: meta.merging(["error": "\(error)"]) { $1 })
+            let message = "restored, but the start failed: \(error)"
+            persist("start failure of \(job.key)") { try $0.update(job.key, targetVmid: job.settings.targetVmid) { $0.lastError = message } }
+            updateView(job.key) { $0.lastError = message }
         }
     }
 
@@ -281,11 +414,16 @@ extension Reconciler {
                 continue
             }
             let source = config.sources.first { $0.storage == h.source }
-            let settings = source.map { config.effective(source: $0, vmid: h.vmid) }
+            var settings = source.map { config.effective(source: $0, vmid: h.vmid) }
                 ?? GuestSettings(targetVmid: h.targetVmid, targetStorage: nil, priority: 0, rpoTarget: config.restore.rpoTarget, startAfterRestore: false)
+            // The slot the task restores into is the one recorded (with keep_previous it is not
+            // always the primary).
+            settings.targetVmid = h.targetVmid
+            let record = try? store.guest(key)
             let job = RestoreJob(key: key, type: volid.type,
                                  backup: BackupEntry(volid: volid, ctime: volid.backupTime, size: h.bytes),
-                                 settings: settings, stopFirst: false, existingTarget: nil)
+                                 settings: settings, stopFirst: false, force: false, existingTarget: nil,
+                                 liveVmid: record?.liveVmid.flatMap { $0 == h.targetVmid ? nil : $0 })
             markInFlight(key, volid: volid, startedAt: h.startedAt, upid: upid)
             logger.info("re-attaching to a restore task started before the restart",
                         metadata: ["vmid": "\(h.vmid)", "upid": "\(upid)", "volid": "\(volid)"])

@@ -57,6 +57,9 @@ public struct StatusSnapshot: Sendable {
         public var targetNode: String
         public var state: GuestState
         public var blockedReason: BlockReason?
+        /// What the blocking rule saw (whose guest is at the target VMID, which guest claims the
+        /// same slot), for status, page and log.
+        public var blockedDetail: String?
         public var restored: Backup?
         public var latest: Backup?
         public var pendingBackups: Int

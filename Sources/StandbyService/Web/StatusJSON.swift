@@ -51,6 +51,7 @@ public enum StatusJSON {
             "last_restore": last, "consecutive_failures": .number(Double(g.consecutiveFailures)),
             "next_retry_at": time(g.nextRetryAt), "last_error": g.lastError.map { .string($0) } ?? .null,
             "blocked_reason": g.blockedReason.map { .string($0.rawValue) } ?? .null,
+            "blocked_detail": g.blockedDetail.map { .string($0) } ?? .null,
             "history": .array(g.history.map { h in
                 .object(["started_at": time(h.startedAt), "finished_at": time(h.finishedAt), "duration_seconds": num(h.duration),
                          "result": .string(h.result), "error": h.error.map { .string($0) } ?? .null,

@@ -17,7 +17,7 @@ public enum StatusPage {
             <td>\(g.restored.map { escape($0.volid) } ?? "—")</td>
             <td class="\(stale ? "bad" : "ok")">\(lag.map(age) ?? "no copy") / \(age(g.rpoTarget))</td>
             <td>\(g.pendingBackups)</td>
-            <td class="err">\(g.lastError.map(escape) ?? "")</td>
+            <td class="err">\([g.blockedDetail, g.lastError].compactMap { $0.map(escape) }.joined(separator: "<br>"))</td>
             </tr>
 
             """

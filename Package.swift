@@ -116,7 +116,7 @@ let package = Package(
             dependencies: ["ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP"]),
         .testTarget(
             name: "StandbyCoreTests",
-            dependencies: ["StandbyCore"]),
+            dependencies: ["StandbyCore", "ProxmoxSimulator"]),  // the simulator's seeded SplitMix64 only
         .testTarget(
             name: "StandbyServiceTests",
             dependencies: ["StandbyService", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",

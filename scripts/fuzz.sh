@@ -57,7 +57,7 @@ for target in $TARGETS; do
             continue
         fi
         # shellcheck disable=SC2086
-        build config Fuzz/ConfigFuzz.swift Sources/ConfigSupport/*.swift Sources/StandbyCore/Config.swift $PROXMOX_SOURCES \
+        build config Fuzz/ConfigFuzz.swift Sources/ConfigSupport/*.swift Sources/StandbyCore/*.swift $PROXMOX_SOURCES \
             .build/debug/Yams.build/*.swift.o .build/debug/CYaml.build/src/*.o || { status=1; continue; }
         ;;
     *) echo "fuzz: unknown target $target" >&2; status=1; continue ;;

@@ -45,9 +45,9 @@ public struct ProxmoxClient: Sendable {
             content: (r.optionalString("content") ?? "").split(separator: ",").map(String.init),
             active: r.value("active")?.bool ?? true,
             enabled: r.value("enabled")?.bool ?? true,
-            total: try r.optionalInt("total").map(Int64.init),
-            used: try r.optionalInt("used").map(Int64.init),
-            avail: try r.optionalInt("avail").map(Int64.init))
+            total: try r.optionalInt("total").map(Self.clampBytes),
+            used: try r.optionalInt("used").map(Self.clampBytes),
+            avail: try r.optionalInt("avail").map(Self.clampBytes))
     }
 
     /// `GET /nodes/{node}/storage/{storage}/content?content=backup[&vmid=N]` (reference §2).
@@ -66,7 +66,7 @@ public struct ProxmoxClient: Sendable {
             let ctime = try r.optionalInt("ctime") ?? volid.backupTime
             let verification: String? = r.value("verification")?["state"]?.string
             out.append(BackupEntry(
-                volid: volid, ctime: ctime, size: Int64(try r.optionalInt("size") ?? 1),
+                volid: volid, ctime: ctime, size: Self.clampBytes(try r.optionalInt("size") ?? 1),
                 verification: verification, notes: r.optionalString("notes"),
                 protected: r.flag("protected"), encrypted: r.optionalString("encrypted")))
         }
@@ -87,7 +87,7 @@ public struct ProxmoxClient: Sendable {
                 status: r.optionalString("status") ?? "unknown", name: r.optionalString("name"),
                 lock: r.optionalString("lock").flatMap { $0.isEmpty ? nil : $0 },
                 tags: Self.splitTags(r.optionalString("tags")), template: r.flag("template"),
-                maxdisk: try r.optionalInt("maxdisk").map(Int64.init)))
+                maxdisk: try r.optionalInt("maxdisk").map(Self.clampBytes)))
         }
         return out
     }
@@ -143,6 +143,8 @@ public struct ProxmoxClient: Sendable {
         public var description: String?
         /// CT only: keep privileged/unprivileged as given (nil = from the backup).
         public var unprivileged: Bool?
+        /// Adds the restored guest to this pool (§3.1 `pool`): with ACLs on the pool instead of `/vms`.
+        public var pool: String?
         /// Overrides the backup's `onboot` (restores pass false: a standby copy must not start
         /// itself when the standby node boots, §3.1 override keys).
         public var onboot: Bool?
@@ -173,6 +175,7 @@ public struct ProxmoxClient: Sendable {
             if let tags { p.append(("tags", tags.joined(separator: ";"))) }
             if let description { p.append(("description", description)) }
             if let onboot { p.append(("onboot", onboot ? "1" : "0")) }
+            if let pool { p.append(("pool", pool)) }
             return p
         }
     }
@@ -182,6 +185,25 @@ public struct ProxmoxClient: Sendable {
     public func restore(_ request: RestoreRequest, onOutput: (@Sendable (String) -> Void)? = nil) async throws(ProxmoxError) -> UPID {
         let path = "/nodes/\(request.node)/\(request.archive.type.apiType)"
         return try upid(path, try await transport.call(.post, path, parameters: request.parameters, onOutput: onOutput))
+    }
+
+    /// `GET /nodes/{node}/vzdump/extractconfig?volume=<volid>` (reference §13.1): the backed-up
+    /// guest's configuration as text (bridges, mount points, disks with their production storage ids).
+    public func backupConfig(node: String, volid: Volid) async throws(ProxmoxError) -> String {
+        let path = "/nodes/\(node)/vzdump/extractconfig"
+        guard let text = try await transport.call(.get, path, parameters: [("volume", volid.description)]).string else {
+            throw .decoding(path: path, field: "data", message: "expected the configuration as text")
+        }
+        return text
+    }
+
+    /// The value of `key` in a PVE config text (`key: value` lines of the main section).
+    public static func configValue(_ key: String, in text: String) -> String? {
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("[") { break }  // snapshot or pending sections follow
+            if line.hasPrefix("\(key): ") { return String(line.dropFirst(key.count + 2)) }
+        }
+        return nil
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/status`.
@@ -237,6 +259,9 @@ public struct ProxmoxClient: Sendable {
         let params = [("purge", purge ? "1" : "0"), ("destroy-unreferenced-disks", destroyUnreferencedDisks ? "1" : "0")]
         return try upid(path, try await transport.call(.delete, path, parameters: params))
     }
+
+    /// A byte count from PVE, clamped to 0…1 EiB: no later sum or product of sizes can trap.
+    static func clampBytes(_ v: Int) -> Int64 { Int64(min(max(v, 0), 1 << 60)) }
 
     /// Tags as PVE stores them: split on `;`, `,` or spaces (reference §5.3).
     public static func splitTags(_ text: String?) -> [String] {

@@ -284,6 +284,7 @@ public final class PVESimulator: Sendable {
         case (.get, 3, "storage") where rest[2] == "status": return storageStatus(s, rest[1])
         case (.get, 3, "storage") where rest[2] == "content": return content(&s, now: now, storage: rest[1], p)
         case (.get, 1, "tasks"): return .ok(taskList(s, now: now, p))
+        case (.get, 2, "vzdump") where rest[1] == "extractconfig": return extractConfig(now: now, p)
         case (.get, 3, "tasks") where rest[2] == "status": return taskStatus(s, now: now, rest[1])
         case (.get, 3, "tasks") where rest[2] == "log": return taskLog(s, now: now, rest[1], p)
         case (.post, 1, "qemu"): return restoreVM(&s, now: now, p)

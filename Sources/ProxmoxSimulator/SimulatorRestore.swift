@@ -369,4 +369,34 @@ extension PVESimulator {
         }
         return .array(out)
     }
+
+    // MARK: - Backed-up configuration (reference §13.1)
+
+    /// `GET /nodes/{node}/vzdump/extractconfig?volume=<volid>`: the backed-up guest config as text
+    /// (§13.1). Rendered from the scenario: name, onboot, memory, one bridged NIC on `vmbr0`, the
+    /// disks on the production storage id `local-lvm` with their `#qmdump#map` lines for VMs
+    /// (§3.3) [unverified: exact key order and NIC text].
+    func extractConfig(now: Double, _ p: [String: String]) -> SimResult {
+        guard let text = p["volume"], let volid = Volid(parsing: text) else {
+            return .error(status: 400, message: "Parameter verification failed.\n", errors: ["volume": "unable to parse volume ID '\(p["volume"] ?? "")'"])
+        }
+        guard let g = scenario.backedUp.first(where: { $0.vmid == volid.vmid && $0.type == volid.type && $0.storage == volid.storage }),
+              backupEntries(storage: volid.storage, now: now).contains(where: { $0.volid == volid && $0.isComplete }) else {
+            return .error(status: 500, message: "unable to read manifest of snapshot '\(volid.snapshot)' - not found\n", errors: [:])  // [unverified] wording
+        }
+        var lines: [String] = []
+        if g.type == .vm {
+            lines += ["boot: order=scsi0", "memory: 2048", "name: \(g.name)", "net0: virtio=BC:24:11:00:00:\(String(format: "%02X", g.vmid % 256)),bridge=vmbr0"]
+            if g.onboot { lines.append("onboot: 1") }
+            for (i, d) in g.disks.enumerated() { lines.append("scsi\(i): local-lvm:vm-\(g.vmid)-disk-\(i),size=\(d >> 30)G") }
+            if !g.tags.isEmpty { lines.append("tags: \(g.tags.joined(separator: ";"))") }
+            for i in g.disks.indices { lines.append("#qmdump#map:scsi\(i):drive-scsi\(i):local-lvm:raw:") }
+        } else {
+            lines += ["arch: amd64", "hostname: \(g.name)", "memory: 512", "net0: name=eth0,bridge=vmbr0,ip=dhcp,type=veth"]
+            if g.onboot { lines.append("onboot: 1") }
+            lines.append("rootfs: local-lvm:subvol-\(g.vmid)-disk-0,size=\((g.disks.first ?? 0) >> 30)G")
+            if !g.tags.isEmpty { lines.append("tags: \(g.tags.joined(separator: ";"))") }
+        }
+        return .ok(.string(lines.joined(separator: "\n") + "\n"))
+    }
 }

@@ -52,6 +52,8 @@ public struct StandbyConfig: Sendable {
         public var priority = 0
         public var rpoTarget: Duration?
         public var workers: Int?
+        /// PVE pool restored guests are added to (the token's ACL can then be on `/pool/<id>`).
+        public var pool: String?
         /// The line of the source's entry in the config file (named by slot-map errors).
         public var line: Int?
         public init(storage: String) { self.storage = storage }
@@ -163,6 +165,10 @@ public struct StandbyConfig: Sendable {
             src.priority = try m.int("priority", range: -1000...1000) ?? 0
             src.rpoTarget = try m.duration("rpo_target")
             src.workers = try m.int("workers", range: 1...64)
+            src.pool = try m.string("pool")
+            if let pool = src.pool, pool.range(of: #"^[A-Za-z0-9\-_]+$"#, options: .regularExpression) == nil {
+                throw m.error("pool", m.node("pool"), "'\(pool)' is not a PVE pool id (letters, digits, - and _)")
+            }
             try m.finish()
             c.sources.append(src)
         }

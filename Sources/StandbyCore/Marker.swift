@@ -90,6 +90,12 @@ public enum Marker {
     /// The volid named in a description's marker line, if any.
     public static func volid(inDescription description: String?) -> Volid? { parse(description)?.volid }
 
+    /// The freeze a guest's tags carry (`failed over` wins over `held`), nil when none.
+    public static func freeze(in tags: [String]) -> String? {
+        let t = Set(tags.map { $0.lowercased() })
+        return t.contains(failedOverTag) ? "failed over" : t.contains(heldTag) ? "held" : nil
+    }
+
     /// Whether the tags carry the marker tag.
     public static func isTagged(_ tags: [String]) -> Bool { tags.contains { $0.lowercased() == tag } }
 }

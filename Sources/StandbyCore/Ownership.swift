@@ -36,19 +36,20 @@ public struct SlotEvidence: Sendable {
     /// The API token id our tasks run as (their UPIDs carry it); nil with pvesh, where tasks run
     /// as root@pam like an administrator's and only recorded UPIDs identify ours.
     public var tokenUser: String?
-    /// `pbs-standby adopt` named this guest at this VMID.
-    public var adopted: Bool
+    /// The identity (``guestIdentity(vmid:config:tasks:)``) of the guest the operator adopted at
+    /// this VMID with `pbs-standby adopt`; the adoption holds only while that same guest is there.
+    public var adoptedIdentity: String?
     /// `restore.adopt: true` (migration from the old script): guests without any marker count as ours.
     public var adoptUnmarked: Bool
 
     public init(guest: GuestResource?, config: GuestConfig? = nil, tasks: [TaskSummary]? = nil, ourUPIDs: Set<String> = [],
-                tokenUser: String? = nil, adopted: Bool = false, adoptUnmarked: Bool = false) {
+                tokenUser: String? = nil, adoptedIdentity: String? = nil, adoptUnmarked: Bool = false) {
         self.guest = guest
         self.config = config
         self.tasks = tasks
         self.ourUPIDs = ourUPIDs
         self.tokenUser = tokenUser
-        self.adopted = adopted
+        self.adoptedIdentity = adoptedIdentity
         self.adoptUnmarked = adoptUnmarked
     }
 }
@@ -83,8 +84,8 @@ public enum Ownership: Sendable, Equatable {
 
 /// Task types that change which guest a VMID holds on a node — create, restore, migrate in or
 /// out, destroy (the newest one says who made what is there now). Starts and stops do not count.
-/// A clone's task carries the *source* VMID as its id [unverified], so it is not listed for the
-/// target; the marker's target VMID catches clones, and the destroy that freed the VMID before
+/// A clone's task carries the *source* VMID as its id (qemu-server `fork_worker('qmclone', $vmid…)`,
+/// pve-container `vzclone`: the source), so it is not listed for the target; the marker's target VMID catches clones, and the destroy that freed the VMID before
 /// a clone was put there is listed.
 public let identityTaskTypes: Set<String> = ["qmrestore", "vzrestore", "qmcreate", "vzcreate", "qmigrate", "vzmigrate", "qmdestroy", "vzdestroy"]
 
@@ -101,14 +102,16 @@ public func proveOwnership(of slot: Slot, node: String, evidence e: SlotEvidence
     guard let guest = e.guest else { return .free }
     guard guest.node == node else { return .notOurs("VMID \(slot.target) is a guest on node '\(guest.node)'") }
     guard guest.type == slot.type else {
-        return .notOurs("VMID \(slot.target) is a \(guest.type == .vm ? "VM" : "CT"); the backup is a \(slot.type == .vm ? "VM" : "CT")")
+        let (have, want) = (guest.type == .vm ? "VM" : "CT", slot.type == .vm ? "VM" : "CT")
+        return .notOurs("VMID \(slot.target) is a \(have); the newest backup is a \(want) (if it is our copy of the superseded \(have) group, "
+            + "destroy it with `\(guest.type == .vm ? "qm" : "pct") destroy \(slot.target)` to let the \(want) be restored)")
     }
     guard let config = e.config else { return .unverified }
-    if e.adopted { return .adopted }
-    let newestCreate = e.tasks.flatMap { tasks in
-        tasks.filter { identityTaskTypes.contains($0.upid.type) && $0.upid.id == String(slot.target) }
-            .max { ($0.upid.startTime, $0.upid.pid) < ($1.upid.startTime, $1.upid.pid) }
+    if let adopted = e.adoptedIdentity {
+        guard let now = guestIdentity(vmid: slot.target, config: config, tasks: e.tasks) else { return .unverified }
+        if now == adopted { return .adopted }  // else: another guest is there now; the adoption is void
     }
+    let newestCreate = newestIdentityTask(vmid: slot.target, tasks: e.tasks)
     func isOurs(_ t: TaskSummary) -> Bool {
         e.ourUPIDs.contains(t.upid.description) || (e.tokenUser.map { t.upid.user == $0 } ?? false)
     }
@@ -142,4 +145,22 @@ public func proveOwnership(of slot: Slot, node: String, evidence e: SlotEvidence
         return .notOurs("VMID \(slot.target) was last changed by \(t.upid.user) (task \(t.upid.type) \(t.upid.description))")
     }
     return .ours(marker)
+}
+
+/// The newest listed task that changed which guest `vmid` holds.
+func newestIdentityTask(vmid: Int, tasks: [TaskSummary]?) -> TaskSummary? {
+    tasks.flatMap { tasks in
+        tasks.filter { identityTaskTypes.contains($0.upid.type) && $0.upid.id == String(vmid) }
+            .max { ($0.upid.startTime, $0.upid.pid) < ($1.upid.startTime, $1.upid.pid) }
+    }
+}
+
+/// What identifies the guest now at `vmid`, for `pbs-standby adopt`: a VM's `vmgenid`; else the
+/// newest task that changed the VMID; else the config digest. Nil when the task list is needed
+/// and not read.
+public func guestIdentity(vmid: Int, config: GuestConfig, tasks: [TaskSummary]?) -> String? {
+    if let genid = config.raw["vmgenid"], !genid.isEmpty, genid != "0" { return "vmgenid:\(genid.lowercased())" }
+    guard let tasks else { return nil }
+    if let t = newestIdentityTask(vmid: vmid, tasks: tasks) { return "task:\(t.upid.description)" }
+    return "digest:\(config.digest ?? "")"
 }

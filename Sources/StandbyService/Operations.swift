@@ -29,39 +29,76 @@ public struct GuestOperations: Sendable {
         public var config: GuestConfig?
     }
 
-    /// The guest's live copy on the node, proven from PVE (marker naming this guest and slot,
-    /// identity); with keep_previous the proven copy with the newer marker. Nil when none.
-    public func provenCopy(of key: GuestKey) async throws(ProxmoxError) -> ProvenCopy? {
-        guard let source = config.sources.first(where: { $0.storage == key.source }) else { return nil }
+    /// The type of the guest's current backup group (the newest; a superseded group's copy is
+    /// never "the copy"), from the listing; the recorded copy's type when the listing fails.
+    func currentType(of key: GuestKey) async -> GuestType? {
+        if let entries = try? await client.backups(node: config.proxmox.node, storage: key.source, vmid: key.vmid), !entries.isEmpty {
+            return BackupGroups(entries).type
+        }
+        return ((try? store.guest(key))?.restoredVolid).flatMap(Volid.init(parsing:))?.type
+    }
+
+    /// Every copy of the guest on the node proven ours from PVE (marker naming this guest, its
+    /// current type and the slot; identity), newest marker first.
+    public func provenCopies(of key: GuestKey) async throws(ProxmoxError) -> [ProvenCopy] {
+        guard let source = config.sources.first(where: { $0.storage == key.source }) else { return [] }
         let primary = config.effective(source: source, vmid: key.vmid).targetVmid
         var targets = [primary]
         if config.restore.keepPrevious { targets.append(primary + config.restore.previousVmidOffset) }
         let guests = try await client.guests()
         let record = try? store.guest(key)
-        var best: ProvenCopy?
+        guard let type = await currentType(of: key) else { return [] }
+        var out: [ProvenCopy] = []
         for target in targets {
             guard let g = guests.first(where: { $0.vmid == target }) else { continue }
-            let slot = Slot(source: key.source, vmid: key.vmid, type: g.type, target: target)
+            let slot = Slot(source: key.source, vmid: key.vmid, type: type, target: target)
             let (own, cfg) = await observer.ownership(of: slot, guest: g, node: config.proxmox.node,
-                                                      adopted: record?.adoptVmid == target, now: Date().timeIntervalSince1970, fresh: true)
-            guard let m = own.marker else { continue }
-            if best.map({ m.volid.backupTime > $0.marker.volid.backupTime }) ?? true {
-                best = ProvenCopy(slot: slot, marker: m, guest: g, config: cfg)
-            }
+                                                      adoptedIdentity: record?.adoptVmid == target ? record?.adoptIdentity : nil,
+                                                      now: Date().timeIntervalSince1970, fresh: true)
+            if let m = own.marker { out.append(ProvenCopy(slot: slot, marker: m, guest: g, config: cfg)) }
         }
-        return best
+        return out.sorted { $0.marker.volid.backupTime > $1.marker.volid.backupTime }
     }
 
-    /// Sets or clears a flag tag on the guest's proven copy (digest-guarded PUT). Returns the VMID
-    /// changed, or nil when the guest has no copy.
+    /// The copy to serve: a copy the operator held (the hold means "keep this one"), else the
+    /// newest proven copy. Nil when the guest has none.
+    public func provenCopy(of key: GuestKey) async throws(ProxmoxError) -> ProvenCopy? {
+        let copies = try await provenCopies(of: key)
+        return copies.first { $0.guest.tags.contains(Marker.heldTag) } ?? copies.first
+    }
+
+    /// Sets or clears a flag tag on every proven copy of the guest (digest-guarded PUTs).
+    /// Returns the VMIDs changed (empty when the guest has no copy).
     @discardableResult
-    public func mirror(_ tag: String, on key: GuestKey, set: Bool) async throws(ProxmoxError) -> Int? {
-        guard let copy = try await provenCopy(of: key) else { return nil }
-        var tags = copy.guest.tags.filter { $0.lowercased() != tag }
-        if set { tags.append(tag) }
-        try await client.setGuestConfig(node: config.proxmox.node, type: copy.slot.type, vmid: copy.slot.target,
-                                        tags: tags, digest: copy.config?.digest)
-        return copy.slot.target
+    public func mirror(_ tag: String, on key: GuestKey, set: Bool) async throws(ProxmoxError) -> [Int] {
+        var changed: [Int] = []
+        for copy in try await provenCopies(of: key) {
+            let has = copy.guest.tags.contains { $0.lowercased() == tag }
+            guard has != set else { continue }
+            var tags = copy.guest.tags.filter { $0.lowercased() != tag }
+            if set { tags.append(tag) }
+            try await client.setGuestConfig(node: config.proxmox.node, type: copy.slot.type, vmid: copy.slot.target,
+                                            tags: tags, digest: copy.config?.digest)
+            changed.append(copy.slot.target)
+        }
+        return changed
+    }
+
+    /// Adopts the guest now at `vmid` for `key`: records its identity, so the adoption ends when
+    /// another guest takes the VMID. Throws when nothing (or a guest of another node) is there.
+    public func adopt(_ key: GuestKey, vmid: Int) async throws -> String {
+        guard let g = try await client.guests().first(where: { $0.vmid == vmid }) else {
+            throw ProxmoxError.configuration("nothing to adopt at VMID \(vmid): no guest there")
+        }
+        guard g.node == config.proxmox.node else { throw ProxmoxError.configuration("VMID \(vmid) is a guest on node '\(g.node)', not on the standby node") }
+        guard let id = await observer.identity(vmid: vmid, guest: g, node: config.proxmox.node) else {
+            throw ProxmoxError.configuration("cannot read the config and task list of VMID \(vmid)")
+        }
+        try store.update(key, targetVmid: vmid) { r in
+            r.adoptVmid = vmid
+            r.adoptIdentity = id
+        }
+        return id
     }
 
     /// Follows a task to its end (status every 2 s; transient errors are retried).
@@ -75,6 +112,20 @@ public struct GuestOperations: Sendable {
             }
             try? await Task.sleep(for: .seconds(2))
         }
+    }
+
+    /// The guests that exist for the selector: every guest record plus every selected guest with
+    /// a backup in its source's listing. Nil when a source cannot be listed (during a disaster the
+    /// PBS may be gone too): then the configured selection alone decides.
+    public func knownGuests() async -> Set<GuestKey>? {
+        var known = Set(((try? store.guests()) ?? [:]).keys)
+        for source in config.sources {
+            guard let entries = try? await client.backups(node: config.proxmox.node, storage: source.storage) else { return nil }
+            for e in entries where source.include.contains(e.volid.vmid) && !source.exclude.contains(e.volid.vmid) {
+                known.insert(GuestKey(source: source.storage, vmid: e.volid.vmid))
+            }
+        }
+        return known
     }
 
     /// Waits until no restore of `keys` is recorded as running (a pass may have begun one just
@@ -99,18 +150,23 @@ public enum GuestSelector {
     public struct Match: Sendable, Hashable {
         public var key: GuestKey
         public var target: Int
+        /// The slot the argument named: the target VMID typed (primary or keep_previous slot),
+        /// else the primary.
+        public var slot: Int
     }
 
     /// Every match of each argument; errors (exit 2) name every argument that matches nothing or
-    /// more than one guest — the list is refused as a whole.
-    public static func resolve(_ arguments: [String], config: StandbyConfig) throws(ConfigError) -> [Match] {
+    /// more than one guest — the list is refused as a whole. With `known` (the guests the state
+    /// file or a backup listing knows), a selection rule alone is not a match: `include: all`
+    /// selects every number, but only existing guests can be held.
+    public static func resolve(_ arguments: [String], config: StandbyConfig, known: Set<GuestKey>? = nil) throws(ConfigError) -> [Match] {
         var out: [Match] = []
         var problems: [String] = []
         for arg in arguments {
-            let candidates = matches(arg, config: config)
+            let candidates = matches(arg, config: config).filter { known?.contains($0.key) ?? true }
             switch candidates.count {
             case 0: problems.append("'\(arg)' matches no selected guest (neither a backed-up VMID nor a target VMID of any source)")
-            case 1: if !out.contains(candidates[0]) { out.append(candidates[0]) }
+            case 1: if !out.contains(where: { $0.key == candidates[0].key }) { out.append(candidates[0]) }
             default:
                 problems.append("'\(arg)' is ambiguous: \(candidates.map { "\($0.key.source):\($0.key.vmid)" }.joined(separator: ", ")); name one as SOURCE:VMID")
             }
@@ -121,7 +177,10 @@ public enum GuestSelector {
 
     static func matches(_ arg: String, config: StandbyConfig) -> [Match] {
         func selected(_ s: StandbyConfig.Source, _ vmid: Int) -> Bool { vmidRange.contains(vmid) && s.include.contains(vmid) && !s.exclude.contains(vmid) }
-        func match(_ s: StandbyConfig.Source, _ vmid: Int) -> Match { Match(key: GuestKey(source: s.storage, vmid: vmid), target: config.effective(source: s, vmid: vmid).targetVmid) }
+        func match(_ s: StandbyConfig.Source, _ vmid: Int) -> Match {
+            let t = config.effective(source: s, vmid: vmid).targetVmid
+            return Match(key: GuestKey(source: s.storage, vmid: vmid), target: t, slot: t)
+        }
         if let colon = arg.lastIndex(of: ":") {
             let storage = String(arg[..<colon])
             guard let n = Int(arg[arg.index(after: colon)...]), let s = config.sources.first(where: { $0.storage == storage }), selected(s, n) else { return [] }
@@ -130,11 +189,12 @@ public enum GuestSelector {
         guard let n = Int(arg) else { return [] }
         var found: [Match] = []
         for s in config.sources {
-            var ids = [n, n - s.vmidOffset]
-            if config.restore.keepPrevious { ids.append(n - s.vmidOffset - config.restore.previousVmidOffset) }
-            for id in Set(ids) where selected(s, id) {
-                let m = match(s, id)
-                if !found.contains(m) { found.append(m) }
+            var ids = [(n, false), (n - s.vmidOffset, true)]
+            if config.restore.keepPrevious { ids.append((n - s.vmidOffset - config.restore.previousVmidOffset, true)) }
+            for (id, byTarget) in ids where selected(s, id) {
+                var m = match(s, id)
+                if byTarget { m.slot = n }
+                if !found.contains(where: { $0.key == m.key }) { found.append(m) }
             }
         }
         return found

@@ -26,10 +26,13 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
     public var startUPID: String?
     /// `pbs-standby adopt` named the guest at this VMID: the next restore may overwrite it once.
     public var adoptVmid: Int?
+    /// The identity of the adopted guest (vmgenid, newest identity task or digest): another guest
+    /// at that VMID later is not adopted.
+    public var adoptIdentity: String?
     /// The live copy's `vmgenid` after its restore (VMs; written into its marker too).
     public var vmgenid: String?
-    /// The backup's `onboot` (restores pass `onboot=0`). Not filled yet: it needs the backed-up
-    /// config (`vzdump/extractconfig`, issue 13); until then `failover` leaves `onboot` at 0.
+    /// The backup's `onboot`, read from its config after the restore (restores pass `onboot=0`;
+    /// `failover` puts this value back on the guests it starts).
     public var backupOnboot: Bool?
     public var restoredBytesTotal: Int64
     public var successes: Int
@@ -74,6 +77,7 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
         failedOver = row["failedOver"]
         startUPID = row["startUPID"]
         adoptVmid = row["adoptVmid"]
+        adoptIdentity = row["adoptIdentity"]
         vmgenid = row["vmgenid"]
         backupOnboot = row["backupOnboot"]
         restoredBytesTotal = row["restoredBytesTotal"]
@@ -218,6 +222,7 @@ public final class StateStore: Sendable {
             try db.alter(table: "guest") { t in
                 t.add(column: "startUPID", .text)
                 t.add(column: "adoptVmid", .integer)
+                t.add(column: "adoptIdentity", .text)
                 t.add(column: "vmgenid", .text)
                 t.add(column: "backupOnboot", .boolean)
             }

@@ -15,11 +15,13 @@ struct GuestCommandContext {
     let operations: GuestOperations
     let matches: [GuestSelector.Match]
 
-    init(_ global: GlobalOptions, _ arguments: [String]) throws {
+    init(_ global: GlobalOptions, _ arguments: [String]) async throws {
         config = try loadConfig(global)
-        do { matches = try GuestSelector.resolve(arguments, config: config) } catch { throw UsageError(message: error.message) }
         store = try openStoreShared(config)
         operations = GuestOperations(config: config, client: ProxmoxClient(transport: try makeTransport(config)), store: store)
+        let known = await operations.knownGuests()
+        if known == nil { FileHandle.standardError.write(Data("warning: a source cannot be listed; guests are matched by the configured selection alone\n".utf8)) }
+        do { matches = try GuestSelector.resolve(arguments, config: config, known: known) } catch { throw UsageError(message: error.message) }
     }
 
     /// Sets or clears a flag tag on each guest's proven copy in PVE; prints what changed.
@@ -28,9 +30,9 @@ struct GuestCommandContext {
         var ok = true
         for key in keys {
             do {
-                if let vmid = try await operations.mirror(tag, on: key, set: set) {
-                    print("  \(set ? "tagged" : "untagged") VMID \(vmid) '\(tag)' in PVE")
-                } else {
+                let vmids = try await operations.mirror(tag, on: key, set: set)
+                for vmid in vmids { print("  \(set ? "tagged" : "untagged") VMID \(vmid) '\(tag)' in PVE") }
+                if vmids.isEmpty, set, try await operations.provenCopies(of: key).isEmpty {
                     print("  \(key): no copy in PVE to tag (the state file holds the flag)")
                 }
             } catch {
@@ -62,14 +64,16 @@ struct HoldCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnError {
-            let ctx = try GuestCommandContext(global, guests)
+            let ctx = try await GuestCommandContext(global, guests)
             for m in ctx.matches {
                 try ctx.store.update(m.key, targetVmid: m.target) { $0.held = true }
                 print("held \(m.key) (target VMID \(m.target))")
             }
             let keys = ctx.matches.map(\.key)
-            let mirrored = await ctx.mirror(Marker.heldTag, set: true, keys)
+            _ = await ctx.mirror(Marker.heldTag, set: true, keys)
             let settled = await ctx.waitForRunning(keys, timeout: wait)
+            // Again after the wait: a copy that was being restored (locked) can be tagged now.
+            let mirrored = await ctx.mirror(Marker.heldTag, set: true, keys)
             if !mirrored || !settled { throw ExitCode(1) }
         }
     }
@@ -85,7 +89,7 @@ struct ResumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnError {
-            let ctx = try GuestCommandContext(global, guests)
+            let ctx = try await GuestCommandContext(global, guests)
             for m in ctx.matches where try ctx.store.guest(m.key)?.failedOver == true && !discardChanges {
                 throw UsageError(message: "\(m.key) is failed over: resuming lets the next restore overwrite what it wrote since the failover; repeat with --discard-changes")
             }
@@ -111,102 +115,43 @@ struct AdoptCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "adopt", abstract: "Take over the guests at these VMIDs: the next restore may overwrite them.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Guests: backed-up VMIDs, target VMIDs, or SOURCE:VMID (the primary target VMID is adopted).") var guests: [String]
+    @Argument(help: "Guests: target VMIDs (primary or keep_previous slot), backed-up VMIDs or SOURCE:VMID (their primary slot).") var guests: [String]
 
     func run() async throws {
         try await exitOnError {
-            let ctx = try GuestCommandContext(global, guests)
+            let ctx = try await GuestCommandContext(global, guests)
             for m in ctx.matches {
-                try ctx.store.update(m.key, targetVmid: m.target) { $0.adoptVmid = m.target }
-                print("adopted VMID \(m.target) for \(m.key): the next restore may overwrite it")
+                let id = try await ctx.operations.adopt(m.key, vmid: m.slot)
+                print("adopted VMID \(m.slot) for \(m.key) (\(id)): the next restore may overwrite this guest, and no other at that VMID")
             }
         }
     }
 }
 
 /// `failover`: freeze restores persistently (state file and PVE tag), wait for a running restore,
-/// then start the proven copies in priority order.
+/// then start the proven copies in priority order (``Failover`` in StandbyService).
 struct FailoverCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "failover", abstract: "Freeze restores and start the standby copies.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Guests: backed-up VMIDs, target VMIDs, or SOURCE:VMID (or --all).") var guests: [String] = []
     @Flag(help: "Every selected guest with a standby copy.") var all = false
     @Flag(name: .customLong("no-start"), help: "Only freeze restores.") var noStart = false
-    @Flag(help: "First live-restore VMs whose copy is behind a newer complete backup (not for held guests).")
+    @Flag(help: "First live-restore VMs whose copy is behind a newer eligible backup: into the free keep_previous slot (the copy stays and is started if the live restore fails). Not for held guests.")
     var latest = false
+    @Flag(help: "With --latest and without keep_previous: live-restore over the copy (PVE destroys the copy's disks first; if streaming fails no copy is left).")
+    var replace = false
     @Option(name: .customLong("wait"), help: "How long to wait for a restore already running (seconds).") var wait: Double = 3600
 
     func run() async throws {
         global.bootstrapLogging()
         try await exitOnError {
             guard all || !guests.isEmpty else { throw UsageError(message: "name the guests to fail over, or --all") }
-            let ctx = try GuestCommandContext(global, guests)
-            let config = ctx.config
-            let records = try ctx.store.guests()
-            let keys: [GuestKey] = all ? records.values.filter { $0.restoredVolid != nil }.map(\.key) : ctx.matches.map(\.key)
-            func priority(_ k: GuestKey) -> Int {
-                config.sources.first { $0.storage == k.source }.map { config.effective(source: $0, vmid: k.vmid).priority } ?? 0
-            }
-            let ordered = keys.sorted { a, b in priority(a) != priority(b) ? priority(a) > priority(b) : a < b }
-            // Freeze first (persistently, in the state file and in PVE), then wait for a restore a
-            // pass began before the freeze, then start: a restore never overwrites a started copy.
-            for k in ordered {
-                try ctx.store.update(k, targetVmid: records[k]?.targetVmid ?? k.vmid) { $0.failedOver = true }
-                print("frozen \(k)")
-            }
-            var failed = !(await ctx.mirror(Marker.failedOverTag, set: true, ordered))
-            if !(await ctx.waitForRunning(ordered, timeout: wait)) { failed = true }
-            guard !noStart else {
-                if failed { throw ExitCode(1) }
-                return
-            }
-            let client = ctx.operations.client, node = config.proxmox.node
-            for k in ordered {
-                guard let copy = try await ctx.operations.provenCopy(of: k) else {
-                    print("\(k): no standby copy proven ours in PVE; nothing started")
-                    failed = true
-                    continue
-                }
-                let vmid = copy.slot.target
-                if latest, copy.slot.type == .vm, records[k]?.held != true,
-                   let newer = try? await client.backups(node: node, storage: k.source, vmid: k.vmid)
-                    .filter({ $0.isComplete && $0.volid.type == .vm && $0.volid.backupTime > copy.marker.volid.backupTime })
-                    .max(by: { $0.volid.backupTime < $1.volid.backupTime }) {
-                    var request = ProxmoxClient.RestoreRequest(node: node, vmid: vmid, archive: newer.volid,
-                                                               storage: config.sources.first { $0.storage == k.source }.flatMap { config.effective(source: $0, vmid: k.vmid).targetStorage })
-                    request.liveRestore = true
-                    request.force = true  // the copy at `vmid` was just proven ours
-                    request.tags = [Marker.tag, Marker.failedOverTag]
-                    request.description = Marker.description(volid: newer.volid, targetVmid: vmid, restoredAt: Date().timeIntervalSince1970)
-                    do {
-                        let upid = try await client.restore(request)
-                        print("\(k): live-restoring \(newer.volid) into \(vmid) (\(upid)); recorded when its task ends")
-                        let end = try await ctx.operations.followToEnd(upid)
-                        if end.succeeded {
-                            try ctx.store.update(k, targetVmid: vmid) { g in
-                                g.restoredVolid = newer.volid.description
-                                g.restoredBackupTime = newer.volid.backupTime
-                                g.liveVmid = vmid
-                            }
-                            print("\(k): live-restore of \(newer.volid) ended \(end.exitStatus ?? "OK")")
-                        } else {
-                            print("\(k): live-restore failed: \(end.exitStatus ?? "unknown")")
-                            failed = true
-                        }
-                        continue
-                    } catch {
-                        print("\(k): live-restore not started, starting the existing copy: \(error)")
-                    }
-                }
-                do {
-                    let upid = try await client.start(node: node, type: copy.slot.type, vmid: vmid)
-                    print("\(k): starting \(vmid) (\(copy.marker.volid)) (\(upid))")
-                } catch {
-                    print("\(k): start failed: \(error)")
-                    failed = true
-                }
-            }
-            if failed { throw ExitCode(1) }
+            guard !replace || latest else { throw UsageError(message: "--replace goes with --latest") }
+            let ctx = try await GuestCommandContext(global, guests)
+            let keys: [GuestKey] = all ? try ctx.store.guests().values.filter { $0.restoredVolid != nil }.map(\.key) : ctx.matches.map(\.key)
+            let ok = try await Failover(operations: ctx.operations).run(
+                keys, options: .init(start: !noStart, latest: latest, replace: replace, waitSeconds: wait)) { print($0) }
+            if !ok { throw ExitCode(1) }
         }
     }
 }

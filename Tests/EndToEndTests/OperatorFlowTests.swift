@@ -68,7 +68,9 @@ struct OperatorFlowTests {
         sim.startTicking()
         _ = try run(["once", "--config.file", config])
         let (hrc, hout, _) = try run(["hold", "101", "--config.file", config])
-        #expect(hrc == 0 && hout.contains("held pbs-prod/101"))
+        #expect(hrc == 0 && hout.contains("held pbs-prod/101") && hout.contains("tagged VMID 101 'pbs-standby-held'"))
+        let (urc, _, uerr) = try run(["hold", "101", "999", "--config.file", config])
+        #expect(urc == 2 && uerr.contains("'999' matches no selected guest"), "a list with an unknown guest is refused whole")
         sim.advance(3600)
         let before = sim.restorePosts(vmid: 101).count
         _ = try run(["once", "--config.file", config])
@@ -81,6 +83,10 @@ struct OperatorFlowTests {
         let (frc, fout, ferr) = try run(["failover", "102", "--config.file", config])
         #expect(frc == 0, "\(fout)\(ferr)")
         #expect(sim.journal().contains { $0.method == "POST" && $0.path == "/nodes/pve-standby/qemu/102/status/start" })
+        #expect(sim.journal().contains { $0.method == "PUT" && $0.path == "/nodes/pve-standby/qemu/102/config" && $0.parameters["onboot"] == "1" },
+                "the backup's onboot is put back on the serving guest")
+        #expect(sim.journal().contains { $0.method == "PUT" && $0.path == "/nodes/pve-standby/qemu/102/config"
+            && $0.parameters["tags"]?.contains("pbs-standby-failed-over") == true }, "the freeze is mirrored in PVE")
         sim.advance(3600)
         let posts102 = sim.restorePosts(vmid: 102).count
         _ = try run(["once", "--config.file", config])

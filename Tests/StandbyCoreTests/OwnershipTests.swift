@@ -1,5 +1,6 @@
 import ConfigSupport
 import ProxmoxAPI
+import ProxmoxSimulator
 import StandbyCore
 import Testing
 
@@ -44,11 +45,28 @@ struct OwnershipTests {
     /// VMID it was cloned from, and a clone back into the slot has another vmgenid.
     @Test func clonesAreNotOurs() {
         let m = Marker.Info(volid: Self.volid, targetVmid: 101, vmgenid: "aaaa-1")
+        // The target-VMID rule alone (same vmgenid, our task newest): a marker naming 101 at 100101.
         let cloneSlot = Slot(source: "pbs-prod", vmid: 101, type: .vm, target: 100_101)
-        let atOtherVMID = SlotEvidence(guest: Self.guest(100_101), config: Self.config(marker: m, vmgenid: "bbbb-2"))
+        let atOtherVMID = SlotEvidence(guest: Self.guest(100_101), config: Self.config(marker: m, vmgenid: "aaaa-1"),
+                                       tasks: [Self.task("qmrestore", 100_101)], tokenUser: Self.user)
         #expect(!proveOwnership(of: cloneSlot, node: Self.node, evidence: atOtherVMID).isOurs)
-        let backIntoSlot = SlotEvidence(guest: Self.guest(), config: Self.config(marker: m, vmgenid: "cccc-3"))
+        // The vmgenid rule alone (our task is the newest listed, the marker names this VMID).
+        let backIntoSlot = SlotEvidence(guest: Self.guest(), config: Self.config(marker: m, vmgenid: "cccc-3"),
+                                        tasks: [Self.task("qmrestore", 101)], tokenUser: Self.user)
         #expect(!proveOwnership(of: Self.slot, node: Self.node, evidence: backIntoSlot).isOurs)
+        // A CT clone has no vmgenid: only the target VMID in its marker tells it apart.
+        let ct = Marker.Info(volid: Volid(storage: "pbs-prod", type: .ct, vmid: 201, backupTime: 1), targetVmid: 201)
+        let ctClone = SlotEvidence(guest: Self.guest(5000, type: .ct), config: Self.config(marker: ct, vmgenid: nil), tasks: [], tokenUser: Self.user)
+        #expect(!proveOwnership(of: Slot(source: "pbs-prod", vmid: 201, type: .ct, target: 5000), node: Self.node, evidence: ctClone).isOurs)
+    }
+
+    /// An adoption holds only for the guest adopted (its identity), never for a successor.
+    @Test func adoptionIsTiedToTheGuestsIdentity() {
+        let cfg = Self.config(marker: nil, vmgenid: "aaaa-1")
+        let same = SlotEvidence(guest: Self.guest(), config: cfg, adoptedIdentity: "vmgenid:aaaa-1")
+        #expect(proveOwnership(of: Self.slot, node: Self.node, evidence: same) == .adopted)
+        let other = SlotEvidence(guest: Self.guest(), config: Self.config(marker: nil, vmgenid: "bbbb-2"), adoptedIdentity: "vmgenid:aaaa-1")
+        #expect(!proveOwnership(of: Self.slot, node: Self.node, evidence: other).isOurs)
     }
 
     @Test func containersNeedOurTaskAsTheNewestCreator() {
@@ -132,6 +150,29 @@ struct OwnershipTests {
         #expect(Set(c.keys) == [a, b])
     }
 
+    /// Item 11 as a property: random observations with sizes, free space, times and margins
+    /// anywhere in their types' ranges never trap the planner or the scheduling policy.
+    @Test func plannerArithmeticPropertyOverRandomObservations() {
+        var r = SplitMix64(state: 12)
+        for _ in 0..<20_000 {
+            var g = GuestInput(source: "s", vmid: 100, type: .vm, settings: GuestSettings(targetVmid: 100, targetStorage: "t", priority: Int(truncatingIfNeeded: r.next()) % 1000, rpoTarget: .seconds(1), startAfterRestore: r.next() % 2 == 0))
+            let t = Int(r.next() % 4_000_000_000)
+            g.latest = BackupEntry(volid: Volid(storage: "s", type: .vm, vmid: 100, backupTime: t), ctime: t, size: Int64(bitPattern: r.next()))
+            g.restoredBackupTime = r.next() % 3 == 0 ? nil : Int(r.next() % 4_000_000_000)
+            g.targetFreeBytes = r.next() % 4 == 0 ? nil : Int64(bitPattern: r.next())
+            g.target = r.next() % 2 == 0 ? nil : GuestResource(vmid: 100, type: .vm, node: "n", status: "stopped", maxdisk: Int64(bitPattern: r.next()))
+            g.ownership = [.free, .adopted, .remains, .unverified, .notOurs("x")][Int(r.next() % 5)]
+            g.nextRetryAt = r.next() % 2 == 0 ? nil : Double(bitPattern: r.next())
+            g.failedAttemptsOfLatest = Int(truncatingIfNeeded: r.next())
+            let d = plan(g, now: Double(bitPattern: r.next()), rules: PlanRules(retriesPerBackup: 5, spaceMargin: Double(r.next() % 1000) / 100))
+            if case .restore(let b, _, _) = d {
+                _ = SchedulingPolicy.order([RestoreCandidate(key: GuestKey(source: "s", vmid: 100), priority: g.settings.priority, hasCopy: true,
+                                                             gainSeconds: Double(b.volid.backupTime) - Double(g.restoredBackupTime ?? 0),
+                                                             expectedSeconds: Double(b.size) / 1, backupTime: b.volid.backupTime)])
+            }
+        }
+    }
+
     /// Item 11: the planner's arithmetic never traps, whatever sizes PVE reports.
     @Test func plannerArithmeticDoesNotTrap() {
         for size in [Int64.max, Int64.max - 1, 8_400_000_000_000_000_000, -5, 0, 2] {
@@ -146,3 +187,4 @@ struct OwnershipTests {
         }
     }
 }
+

@@ -18,7 +18,8 @@ final class Rig: @unchecked Sendable {
     let config: StandbyConfig
 
     init(scenario: Scenario = Rig.scenario(), configure: (inout StandbyConfig) -> Void = { _ in }, storePath: String? = nil,
-         busyTimeout: TimeInterval = 5, transport wrap: (any ProxmoxTransport) -> any ProxmoxTransport = { $0 }) throws {
+         busyTimeout: TimeInterval = 5, transport wrap: (any ProxmoxTransport) -> any ProxmoxTransport = { $0 },
+         logLevel: Logger.Level = .warning) throws {
         clock = ManualClock(start: 1_795_000_000)
         simulator = PVESimulator(scenario: scenario, clock: clock)
         dir = NSTemporaryDirectory() + "pbs-standby-rig-\(UUID().uuidString)"
@@ -27,7 +28,7 @@ final class Rig: @unchecked Sendable {
         configure(&config)
         store = try StateStore(path: config.statePath, busyTimeout: busyTimeout)
         var logger = Logger(label: "pbs-standby.engine")
-        logger.logLevel = .warning
+        logger.logLevel = logLevel
         let transport = wrap(InProcessTransport(simulator: simulator)), clock = VirtualClock(clock), cfg = config
         makeRuntime = { store in StandbyRuntime(config: cfg, transport: transport, store: store, clock: clock, logger: logger) }
         runtime = makeRuntime(store)

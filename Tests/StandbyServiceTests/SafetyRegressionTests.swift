@@ -187,6 +187,21 @@ struct SafetyRegressionTests {
         #expect(rig.guest(101)?.targetVmid == 100_101)
     }
 
+    /// Item 6: a task that ran past task_timeout and then succeeded is recorded (from the copy's
+    /// marker), not restored again.
+    @Test func taskThatSucceededAfterTheTimeoutIsNotRestoredAgain() async throws {
+        let rig = try Rig(scenario: Self.one([.init(vmid: 101, type: .vm, name: "big", storage: "pbs-prod", disks: [400 * Rig.gib], interval: 86400)])) { c in
+            Self.configure(&c)
+            c.restore.taskTimeout = .seconds(60)  // the restore takes longer
+        }
+        #expect(await rig.once() == false, "reported as timeout")
+        #expect(rig.guest(101)?.restored == nil)
+        rig.clock.advance(by: 7200)  // the task ends OK meanwhile
+        await rig.once()
+        #expect(rig.restores(vmid: 101).count == 1, "not restored again")
+        #expect(rig.guest(101)?.state == .idle && rig.guest(101)?.restored != nil, "the copy PVE shows is recorded")
+    }
+
     /// Item 7: hold/failover arguments that match nothing, or more than one guest, refuse the
     /// whole list; target VMIDs and SOURCE:VMID are understood.
     @Test func selectorsRefuseUnknownAndAmbiguousArguments() throws {
@@ -198,6 +213,10 @@ struct SafetyRegressionTests {
         #expect(try GuestSelector.resolve(["pbs-a:101"], config: c).map(\.key) == [GuestKey(source: "pbs-a", vmid: 101)])
         #expect { _ = try GuestSelector.resolve(["101", "150"], config: c) } throws: { e in "\(e)".contains("'101' is ambiguous") }
         #expect { _ = try GuestSelector.resolve(["pbs-a:101", "999"], config: c) } throws: { e in "\(e)".contains("'999' matches no selected guest") }
+        let known: Set<GuestKey> = [GuestKey(source: "pbs-a", vmid: 101), GuestKey(source: "pbs-b", vmid: 150)]
+        #expect(try GuestSelector.resolve(["101"], config: c, known: known).map(\.key) == [GuestKey(source: "pbs-a", vmid: 101)],
+                "only existing guests count: 101 is no longer ambiguous")
+        #expect { _ = try GuestSelector.resolve(["120"], config: c, known: known) } throws: { e in "\(e)".contains("'120' matches no selected guest") }
     }
 
     /// Item 8: holds and failovers live in PVE too (tags on the copy): losing the state file does
@@ -207,7 +226,7 @@ struct SafetyRegressionTests {
         await rig.once()
         let key = GuestKey(source: "pbs-prod", vmid: 101)
         try rig.store.update(key, targetVmid: 101) { $0.held = true }
-        #expect(try await rig.operations.mirror(Marker.heldTag, on: key, set: true) == 101)
+        #expect(try await rig.operations.mirror(Marker.heldTag, on: key, set: true) == [101])
         try rig.loseStateFile()
         rig.clock.advance(by: 3600)
         await rig.once()
@@ -243,11 +262,17 @@ struct SafetyRegressionTests {
         #expect(rig.simulator.guestSnapshot(101)?.status != "running", "the copy restored beside it was not started")
     }
 
-    /// Item 10: restores pass onboot=0 — a reboot of the standby node starts no copy.
+    /// Item 10: restores pass onboot=0 — a reboot of the standby node starts no copy; the
+    /// backup's own onboot is recorded for `failover`. (Also: `pool` is passed when configured.)
     @Test func copiesDoNotStartThemselvesWhenTheNodeBoots() async throws {
-        let rig = try Rig(scenario: Self.one(), configure: Self.configure)
+        let rig = try Rig(scenario: Self.one()) { c in
+            Self.configure(&c)
+            c.sources[0].pool = "standby"
+        }
         await rig.once()
         #expect(rig.restores(vmid: 101).first?.parameters["onboot"] == "0")
+        #expect(rig.restores(vmid: 101).first?.parameters["pool"] == "standby")
+        #expect(try rig.store.guest(GuestKey(source: "pbs-prod", vmid: 101))?.backupOnboot == true, "the backup's onboot: 1 is recorded")
         #expect(rig.simulator.guestConfigSnapshot(101)?.onboot == false)
         rig.simulator.rebootNode()
         rig.clock.advance(by: 15)  // past the `unknown` status of a new guest (§5.1)

@@ -250,9 +250,11 @@ public final class Reconciler: Service, Sendable {
             input.target = target
             input.ownership = observed?.intoOwnership ?? .unverified
             input.targetProtected = observed?.intoConfig?.protection ?? false
-            let liveTags = observed?.liveMarker != nil ? guests[live]?.tags ?? [] : []
-            input.held = (record?.held ?? false) || liveTags.contains(Marker.heldTag)
-            input.failedOver = (record?.failedOver ?? false) || liveTags.contains(Marker.failedOverTag)
+            // Holds and failovers: the state file, or the tag on any proven copy of the guest (a
+            // hold may sit on the older copy while the newer one finished after it).
+            let copyTags = observed?.copyTags ?? []
+            input.held = (record?.held ?? false) || copyTags.contains(Marker.heldTag)
+            input.failedOver = (record?.failedOver ?? false) || copyTags.contains(Marker.failedOverTag)
             input.nextRetryAt = record?.nextRetryAt
             if let latest = input.latest, record?.failedVolid == latest.volid.description {
                 input.failedAttemptsOfLatest = record?.failedVolidAttempts ?? 0
@@ -374,6 +376,8 @@ public final class Reconciler: Service, Sendable {
         var liveMarker: Marker.Info?
         var intoOwnership: Ownership
         var intoConfig: GuestConfig?
+        /// The tags of every slot proven to hold a copy of ours (hold/failover flags live there too).
+        var copyTags: [String] = []
     }
 
     /// Proves ownership of the guest's primary slot and, with keep_previous, its second slot;
@@ -383,25 +387,27 @@ public final class Reconciler: Service, Sendable {
         let node = config.proxmox.node
         func prove(_ target: Int) async -> (Ownership, GuestConfig?) {
             await observer.ownership(of: Slot(source: key.source, vmid: key.vmid, type: type, target: target), guest: guests[target],
-                                     node: node, adopted: record?.adoptVmid == target, now: now)
+                                     node: node, adoptedIdentity: record?.adoptVmid == target ? record?.adoptIdentity : nil, now: now)
         }
         let p = await prove(primary)
         guard config.restore.keepPrevious else {
-            return ObservedSlots(live: primary, restoreInto: primary, liveMarker: p.0.marker, intoOwnership: p.0, intoConfig: p.1)
+            return ObservedSlots(live: primary, restoreInto: primary, liveMarker: p.0.marker, intoOwnership: p.0, intoConfig: p.1,
+                                 copyTags: p.0.marker != nil ? guests[primary]?.tags ?? [] : [])
         }
         let secondary = primary + config.restore.previousVmidOffset
         let q = await prove(secondary)
+        let tags = (p.0.marker != nil ? guests[primary]?.tags ?? [] : []) + (q.0.marker != nil ? guests[secondary]?.tags ?? [] : [])
         let pm = p.0.marker, qm = q.0.marker
         let liveIsSecondary = qm.map { m in pm.map { m.volid.backupTime > $0.volid.backupTime } ?? true } ?? false
         let live = liveIsSecondary ? secondary : primary
         let liveMarker = liveIsSecondary ? qm : pm
         guard liveMarker != nil else {
             // No copy yet: restore into the primary slot.
-            return ObservedSlots(live: primary, restoreInto: primary, liveMarker: nil, intoOwnership: p.0, intoConfig: p.1)
+            return ObservedSlots(live: primary, restoreInto: primary, liveMarker: nil, intoOwnership: p.0, intoConfig: p.1, copyTags: tags)
         }
         let into = liveIsSecondary ? p : q
         return ObservedSlots(live: live, restoreInto: liveIsSecondary ? primary : secondary, liveMarker: liveMarker,
-                             intoOwnership: into.0, intoConfig: into.1)
+                             intoOwnership: into.0, intoConfig: into.1, copyTags: tags)
     }
 
     // MARK: - Publishing

@@ -88,6 +88,7 @@ extension Reconciler {
             // A standby copy must not start itself when the standby node boots (same MACs and IPs
             // as production); the backup's value is put back by `failover`.
             request.onboot = false
+            request.pool = config.sources.first { $0.storage == job.key.source }?.pool
             observer.invalidate(job.settings.targetVmid)
             var tracker = RestoreProgress(diskSizes: [])
             let progressBox = ProgressBox()
@@ -178,6 +179,7 @@ extension Reconciler {
         // VMID. For VMs the new vmgenid goes into the marker: the proof then survives the loss of
         // the state file (a clone or another restore gets another vmgenid).
         var vmgenid: String?
+        var backupOnboot: Bool?
         if case .success = outcome {
             observer.invalidate(job.settings.targetVmid)
             if let cfg = try? await client.guestConfig(node: node, type: job.type, vmid: job.settings.targetVmid),
@@ -194,6 +196,10 @@ extension Reconciler {
                                        metadata: meta.merging(["error": "\(error)"]) { $1 })
                     }
                 }
+                // The backup's own onboot (restores pass onboot=0): `failover` puts it back.
+                if let text = try? await client.backupConfig(node: node, volid: job.backup.volid) {
+                    backupOnboot = ProxmoxClient.configValue("onboot", in: text) == "1"
+                }
             } else {
                 outcome = .failure(reason: "marker_missing", message: "restore finished but the guest does not carry the pbs-standby marker for \(job.backup.volid) into \(job.settings.targetVmid)")
             }
@@ -202,7 +208,7 @@ extension Reconciler {
         let duration = now - started
         switch outcome {
         case .success:
-            persist("success of restore \(historyID)") { [job, vmgenid] store in
+            persist("success of restore \(historyID)") { [job, vmgenid, backupOnboot] store in
                 try store.finishRestore(historyID, result: "success", error: nil, at: now)
                 try store.update(job.key, targetVmid: job.settings.targetVmid) { r in
                 r.restoredVolid = job.backup.volid.description
@@ -215,9 +221,11 @@ extension Reconciler {
                 r.lastError = nil
                 r.failedVolid = nil
                 r.failedVolidAttempts = 0
-                r.adoptVmid = nil  // startUPID stays: the previous copy may be ours to stop before this one starts
+                r.adoptVmid = nil
+                r.adoptIdentity = nil  // startUPID stays: the previous copy may be ours to stop before this one starts
                 r.vmgenid = vmgenid
-                r.restoredBytesTotal += job.backup.size
+                if let backupOnboot { r.backupOnboot = backupOnboot }
+                r.restoredBytesTotal = r.restoredBytesTotal.saturatingAdd(job.backup.size)
                 r.successes += 1
                 r.liveVmid = job.settings.targetVmid
                 }
@@ -233,9 +241,10 @@ extension Reconciler {
                 v.consecutiveFailures = 0
                 v.lastError = nil
                 v.restoresSucceeded += 1
-                v.restoredBytesTotal += job.backup.size
+                v.restoredBytesTotal = v.restoredBytesTotal.saturatingAdd(job.backup.size)
                 v.pendingBackups = 0
             }
+            await carryFreeze(job, meta: meta)
             var oldCopyRuns = false
             if config.restore.keepPrevious { oldCopyRuns = await removePreviousCopy(job) }
             if job.settings.startAfterRestore {
@@ -303,9 +312,11 @@ extension Reconciler {
         let node = config.proxmox.node
         if let why = try? store.frozen(job.key) { return "the guest is \(why)" }
         guard let guests = try? await client.guests() else { return "cannot list the guests to re-check the target" }
+        if let why = frozenInPVE(job, guests: guests) { return "the guest is \(why) (tag in PVE)" }
         let guest = guests.first { $0.vmid == job.settings.targetVmid }
         let record = try? store.guest(job.key)
-        let (own, cfg) = await observer.ownership(of: job.slot, guest: guest, node: node, adopted: record?.adoptVmid == job.settings.targetVmid,
+        let (own, cfg) = await observer.ownership(of: job.slot, guest: guest, node: node,
+                                                  adoptedIdentity: record?.adoptVmid == job.settings.targetVmid ? record?.adoptIdentity : nil,
                                                   now: clock.now(), fresh: true)
         guard own.isOurs else {
             if case .notOurs(let why) = own { return "the target is not ours any more: \(why)" }
@@ -324,6 +335,13 @@ extension Reconciler {
         return nil
     }
 
+    /// The freeze a tag on either slot of the guest carries (hold/failover mirrored in PVE). Tags
+    /// on a guest that is not ours freeze nothing we would touch anyway, so they are not proven here.
+    func frozenInPVE(_ job: RestoreJob, guests: [GuestResource]) -> String? {
+        let slots = Set([job.settings.targetVmid] + (job.liveVmid.map { [$0] } ?? []))
+        return guests.filter { slots.contains($0.vmid) }.compactMap { Marker.freeze(in: $0.tags) }.first
+    }
+
     /// keep_previous: after the new copy is good (TASK OK + marker), destroy the older copy in the
     /// other slot — only when it is proven ours now, not held or failed over, not locked or
     /// protected; a running old copy is stopped first only when pbs-standby started it.
@@ -338,8 +356,12 @@ extension Reconciler {
         }
         let slot = Slot(source: job.key.source, vmid: job.key.vmid, type: job.type, target: old)
         guard let guests = try? await client.guests(), let g = guests.first(where: { $0.vmid == old }) else { return false }
+        if let why = Marker.freeze(in: g.tags) {
+            logger.info("previous copy kept: it is \(why) (tag in PVE)", metadata: meta)
+            return g.status == "running"
+        }
         let record = try? store.guest(job.key)
-        let (own, cfg) = await observer.ownership(of: slot, guest: g, node: node, adopted: false, now: clock.now(), fresh: true)
+        let (own, cfg) = await observer.ownership(of: slot, guest: g, node: node, adoptedIdentity: nil, now: clock.now(), fresh: true)
         guard own.marker != nil, cfg?.protection != true, g.lock == nil else {
             logger.info("previous copy kept: not provably ours, locked or protected", metadata: meta)
             return g.status == "running"
@@ -364,6 +386,24 @@ extension Reconciler {
         }
     }
 
+    /// A restore that finished while its guest was held or failed over (the freeze came after it
+    /// began): the new copy gets the freeze's tag too, so it survives the loss of the state file
+    /// whichever copy is live.
+    func carryFreeze(_ job: RestoreJob, meta: Logger.Metadata) async {
+        let node = config.proxmox.node
+        var freeze = try? store.frozen(job.key)
+        if freeze == nil, let guests = try? await client.guests() { freeze = frozenInPVE(job, guests: guests) }
+        guard let freeze else { return }
+        let tag = freeze == "held" ? Marker.heldTag : Marker.failedOverTag
+        do {
+            let cfg = try await client.guestConfig(node: node, type: job.type, vmid: job.settings.targetVmid)
+            try await client.setGuestConfig(node: node, type: job.type, vmid: job.settings.targetVmid, tags: cfg.tags + [tag], digest: cfg.digest)
+            observer.invalidate(job.settings.targetVmid)
+        } catch {
+            logger.warning("the new copy could not be tagged '\(tag)'", metadata: meta.merging(["error": "\(error)"]) { $1 })
+        }
+    }
+
     /// start_after_restore: starts the new copy explicitly (not `start=1` in the restore, whose
     /// failed start still ends `TASK OK`, reference §13.4) and records the start's UPID — the copy
     /// is ours to stop later only while that start is the newest one of its VMID.
@@ -371,6 +411,10 @@ extension Reconciler {
         let node = config.proxmox.node
         if let why = try? store.frozen(job.key) {
             logger.info("new copy not started: the guest is \(why)", metadata: meta)
+            return
+        }
+        if let guests = try? await client.guests(), let why = frozenInPVE(job, guests: guests) {
+            logger.info("new copy not started: the guest is \(why) (tag in PVE)", metadata: meta)
             return
         }
         do {
@@ -403,8 +447,12 @@ extension Reconciler {
                 let type = volid.type == .vm ? "qmrestore" : "vzrestore"
                 let tasks = (try? await client.tasks(node: node, typeFilter: type, vmid: h.targetVmid)) ?? []
                 let known = Set(((try? store.history(key, limit: 50)) ?? []).compactMap(\.upid))
+                // Only a task our token started (when it identifies us), and only near our row: an
+                // administrator's restore of that VMID while we were down is not ours to follow.
+                let user = client.transport.taskUser
                 upid = tasks.map(\.upid)
-                    .filter { !known.contains($0.description) && Double($0.startTime) >= h.startedAt - 300 }
+                    .filter { !known.contains($0.description) && Double($0.startTime) >= h.startedAt - 300
+                        && Double($0.startTime) <= h.startedAt + 300 + config.proxmox.timeout.seconds && (user == nil || $0.user == user) }
                     .min { $0.startTime < $1.startTime }
                 if let upid { let id = h.id!, text = upid.description; persist("task of restore \(id)") { try $0.setUPID(id, text) } }
             }
@@ -477,4 +525,12 @@ final class ProgressBox: @unchecked Sendable {
 
 func formatDurationSeconds(_ s: Double) -> String {
     s >= 3600 ? "\(Int(s / 3600))h" : s >= 60 ? "\(Int(s / 60))m" : "\(Int(s))s"
+}
+
+extension Int64 {
+    /// Addition that stops at `Int64.max` instead of trapping (byte totals from PVE's sizes).
+    func saturatingAdd(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
 }

@@ -35,7 +35,7 @@ final class SlotObserver: Sendable {
     }
 
     /// The ownership of `slot`, with the config read for it (nil when nothing was read).
-    func ownership(of slot: Slot, guest: GuestResource?, node: String, adopted: Bool, now: Double,
+    func ownership(of slot: Slot, guest: GuestResource?, node: String, adoptedIdentity: String?, now: Double,
                    fresh: Bool = false) async -> (Ownership, GuestConfig?) {
         guard let guest else {
             invalidate(slot.target)
@@ -43,18 +43,20 @@ final class SlotObserver: Sendable {
         }
         let base = proveOwnership(of: slot, node: node, evidence: SlotEvidence(guest: guest))
         guard base == .unverified else { return (base, nil) }
-        let fingerprint = "\(guest.node)|\(guest.type)|\(guest.tags.joined(separator: ";"))|\(guest.lock ?? "")|\(adopted)"
+        let fingerprint = "\(guest.node)|\(guest.type)|\(guest.tags.joined(separator: ";"))|\(guest.lock ?? "")|\(adoptedIdentity ?? "")"
         if !fresh, let e = cache.withLock({ $0[slot.target] }), e.slot == slot, e.fingerprint == fingerprint, now - e.at < maxAge {
             return (e.ownership, e.config)
         }
         guard let config = try? await client.guestConfig(node: node, type: guest.type, vmid: guest.vmid) else { return (.unverified, nil) }
         let ours = (try? store.restoreUPIDs(targetVmid: slot.target)) ?? []
-        var evidence = SlotEvidence(guest: guest, config: config, ourUPIDs: ours, tokenUser: tokenUser, adopted: adopted,
+        var evidence = SlotEvidence(guest: guest, config: config, ourUPIDs: ours, tokenUser: tokenUser, adoptedIdentity: adoptedIdentity,
                                     adoptUnmarked: adoptUnmarked)
         var result = proveOwnership(of: slot, node: node, evidence: evidence)
         if result == .unverified {
             // The proof needs the node's task history for this VMID.
-            guard let tasks = try? await client.tasks(node: node, vmid: slot.target, limit: 50) else { return (.unverified, config) }
+            // 500: console sessions, starts and config changes of the VMID must not push the
+            // identity-changing tasks out of the window.
+            guard let tasks = try? await client.tasks(node: node, vmid: slot.target, limit: 500) else { return (.unverified, config) }
             evidence.tasks = tasks
             result = proveOwnership(of: slot, node: node, evidence: evidence)
         }
@@ -67,11 +69,19 @@ final class SlotObserver: Sendable {
     /// start task listed for that VMID is `upid`): an operator's later start is not ours to stop.
     func startedBy(_ upid: String?, vmid: Int, node: String) async -> Bool {
         guard let upid else { return false }
-        guard let tasks = try? await client.tasks(node: node, vmid: vmid, limit: 50) else { return false }
+        guard let tasks = try? await client.tasks(node: node, vmid: vmid, limit: 500) else { return false }
         let starts = tasks.filter { ["qmstart", "vzstart"].contains($0.upid.type) }
         return starts.max { ($0.upid.startTime, $0.upid.pid) < ($1.upid.startTime, $1.upid.pid) }?.upid.description == upid
     }
 
     /// Forgets the proof of a VMID (after any action of ours on it).
     func invalidate(_ vmid: Int) { _ = cache.withLock { $0.removeValue(forKey: vmid) } }
+
+    /// The identity of the guest at `vmid` now (for `pbs-standby adopt`); nil when it cannot be read.
+    func identity(vmid: Int, guest: GuestResource, node: String) async -> String? {
+        guard let config = try? await client.guestConfig(node: node, type: guest.type, vmid: vmid) else { return nil }
+        if let id = guestIdentity(vmid: vmid, config: config, tasks: nil) { return id }
+        guard let tasks = try? await client.tasks(node: node, vmid: vmid, limit: 500) else { return nil }
+        return guestIdentity(vmid: vmid, config: config, tasks: tasks)
+    }
 }

@@ -107,7 +107,7 @@ public final class HTTPSTransport: ProxmoxTransport {
 
         let response: CollectedResponse
         do {
-            response = try await perform(head: head, body: body)
+            response = try await perform(head: head, body: body, idempotent: method == .get)
         } catch let error as ProxmoxError {
             throw error
         } catch {
@@ -116,9 +116,12 @@ public final class HTTPSTransport: ProxmoxTransport {
         return try decode(response, path: path)
     }
 
-    private func perform(head: HTTPRequestHead, body: ByteBuffer?) async throws -> CollectedResponse {
-        // A pooled connection may have been closed by the server meanwhile; retry once on a new one.
-        if let pooled = idle.withLock({ $0.popLast() }) {
+    /// Sends one request. A GET may be retried once on a new connection when a pooled one fails
+    /// (the server may have closed it meanwhile). A POST/PUT/DELETE is never sent twice: it goes
+    /// on a fresh connection, once — after a timeout or a reset PVE may have acted on it (a restore
+    /// task forked), and the caller finds out from PVE instead of posting again (issue 13).
+    private func perform(head: HTTPRequestHead, body: ByteBuffer?, idempotent: Bool) async throws -> CollectedResponse {
+        if idempotent, let pooled = idle.withLock({ $0.popLast() }) {
             if let r = try? await pooled.send(head: head, body: body, timeout: timeout) {
                 release(pooled, keepAlive: r.keepAlive)
                 return r

@@ -225,6 +225,13 @@ public final class PVESimulator: Sendable {
         }
     }
 
+    /// Whether the matching slow-answer fault delays the answer after the call was carried out.
+    public func delaysAfterHandling(_ method: APIMethod, _ path: String) -> Bool {
+        state.withLock { s in
+            s.faults.first { f in f.delay > 0 && (f.method == nil || f.method == method.rawValue) && (f.path.map { path.contains($0) } ?? true) }?.after ?? false
+        }
+    }
+
     /// Bounds memory for long runs: the journal keeps the last 20,000 calls, finished tasks the
     /// last 1,000 with their logs (older UPIDs then answer "no such task", like a rotated PVE
     /// task log).

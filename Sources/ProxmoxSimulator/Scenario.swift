@@ -124,8 +124,10 @@ public struct Scenario: Sendable {
         public var probability: Double
         /// Delay before answering (seconds, simulated for in-process calls; real for HTTP).
         public var delay: Double
+        /// The delay comes after the call was carried out (the answer is late, the effect is not).
+        public var after: Bool = false
         public init(method: String? = nil, path: String? = nil, status: Int = 500, message: String = "simulated failure",
-                    times: Int? = nil, probability: Double = 1, delay: Double = 0) {
+                    times: Int? = nil, probability: Double = 1, delay: Double = 0, after: Bool = false) {
             self.method = method
             self.path = path
             self.status = status
@@ -133,6 +135,7 @@ public struct Scenario: Sendable {
             self.times = times
             self.probability = probability
             self.delay = delay
+            self.after = after
         }
     }
 

@@ -82,8 +82,13 @@ public final class SimulatorServer: Sendable {
                 params += formDecode(String(decoding: req.body, as: UTF8.self))
             }
             let delay = sim.pendingDelay(method, path)
-            if delay > 0 { usleep(UInt32(min(delay, 60) * 1_000_000)) }
-            switch sim.handle(method, path, params) {
+            // `after` delays the answer of a call PVE has already carried out (a restore task
+            // forked, the answer lost or slow): the case where a client must not post again.
+            let after = sim.delaysAfterHandling(method, path)
+            if delay > 0, !after { usleep(UInt32(min(delay, 60) * 1_000_000)) }
+            let result = sim.handle(method, path, params)
+            if delay > 0, after { usleep(UInt32(min(delay, 60) * 1_000_000)) }
+            switch result {
             case .ok(let data):
                 return HTTPResponse(contentType: "application/json;charset=UTF-8",
                                     bytes: Array("{\"data\":\(data.serialized())}".utf8))
@@ -115,6 +120,7 @@ public final class SimulatorServer: Sendable {
             fault.method = req.query["method"].map { $0.uppercased() }
             fault.path = req.query["path"]
             if let m = req.query["message"] { fault.message = m }
+            if req.query["after"] == "1" { fault.after = true }
             for (key, value) in req.query where ["status", "times", "delay"].contains(key) {
                 guard let number = Double(value), number >= 0, number < 1e6 else {
                     return .jsonError("query parameter '\(key)' must be a non-negative number", status: 400)

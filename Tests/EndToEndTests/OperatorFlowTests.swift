@@ -107,9 +107,11 @@ struct OperatorFlowTests {
         await sim.stopTicking()
         sim.advance(3600)  // production took another backup of 101 (hourly), not of 103 (daily)
         sim.startTicking()  // failover follows the live-restore task to its end before recording it
-        let (rc, out, err) = try run(["failover", "101", "103", "--latest", "--config.file", config])
+        // Without keep_previous, --latest live-restores over the copy only with --replace.
+        let (rc, out, err) = try run(["failover", "101", "103", "--latest", "--replace", "--config.file", config])
         await sim.stopTicking()
         #expect(rc == 0, "\(out)\(err)")
+        #expect(out.contains("PVE destroys the copy's disks first"), "says plainly that the copy is destroyed first: \(out)")
         let live = sim.restorePosts(vmid: 101).last
         #expect(live?.parameters["live-restore"] == "1" && live?.parameters["force"] == "1")
         #expect(live?.parameters["tags"]?.contains("pbs-standby-failed-over") == true, "the freeze stays on the new copy")

@@ -340,3 +340,28 @@ extension ProxmoxClient.RestoreRequest {
         return r
     }
 }
+
+/// Issue 13 item 5: the HTTPS transport never sends a POST twice. The simulator carries out the
+/// restore POST and answers only after the client's timeout (on a connection reused from a GET,
+/// where a retry would be tempting): exactly one restore task exists.
+@Suite("No duplicate POST")
+struct NoDuplicatePostTests {
+    @Test func aRestorePostWithoutAnswerIsNotSentAgain() async throws {
+        let clock = ManualClock(start: Harness.start)
+        let simulator = PVESimulator(scenario: Harness.scenario(), clock: clock)
+        let server = try SimulatorServer(simulator: simulator, address: .init(host: "127.0.0.1", port: 0), tls: true)
+        let url = try server.start()
+        defer { server.stop() }
+        let client = ProxmoxClient(transport: try HTTPSTransport(url: url, token: simulator.token, verification: .fingerprint(server.fingerprint!),
+                                                                 timeout: .seconds(1)))
+        let backup = try #require(try await client.backups(node: "pve-standby", storage: "pbs-prod", vmid: 101).filter(\.isComplete).last)
+        simulator.addFault(.init(method: "POST", path: "/qemu", status: 200, delay: 2, after: true))
+        await #expect(throws: ProxmoxError.self) {
+            _ = try await client.restore(.init(node: "pve-standby", vmid: 101, archive: backup.volid, storage: "local-lvm"))
+        }
+        try await Task.sleep(for: .seconds(2.5))  // let the server finish its slow answer
+        let posts = simulator.journal().filter { $0.method == "POST" && $0.path.hasSuffix("/qemu") }
+        #expect(posts.count == 1, "posted \(posts.count) times")
+        #expect(try await client.tasks(node: "pve-standby", typeFilter: "qmrestore", vmid: 101).count == 1)
+    }
+}

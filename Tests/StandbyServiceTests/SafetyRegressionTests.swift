@@ -302,3 +302,39 @@ struct SafetyRegressionTests {
         #expect(!rig.mutations(vmid: 101).contains { $0.method == "DELETE" })
     }
 }
+
+/// Answers a restore POST with a timeout after PVE carried it out (the answer was lost).
+final class LostAnswerTransport: ProxmoxTransport {
+    let inner: any ProxmoxTransport
+    let lost: Mutex<Int>
+    init(inner: any ProxmoxTransport, lost: Int) {
+        self.inner = inner
+        self.lost = Mutex(lost)
+    }
+    var runsTasksSynchronously: Bool { inner.runsTasksSynchronously }
+    var endpointDescription: String { inner.endpointDescription }
+    var taskUser: String? { inner.taskUser }
+    func call(_ method: APIMethod, _ path: String, parameters: [(String, String)],
+              onOutput: (@Sendable (String) -> Void)?) async throws(ProxmoxError) -> JSONValue {
+        let value = try await inner.call(method, path, parameters: parameters, onOutput: onOutput)
+        if method == .post, path.hasSuffix("/qemu"), lost.withLock({ n in defer { n -= 1 }; return n > 0 }) {
+            throw .transient(path: path, message: "no answer within 30 s")
+        }
+        return value
+    }
+}
+
+@Suite("No duplicate POST in the engine")
+struct EngineNoDuplicatePostTests {
+    /// Issue 13 item 5: after a restore POST without answer the engine finds the task in the
+    /// node's task list and follows it to its end; it never posts again.
+    @Test func aLostAnswerIsFollowedNotPostedAgain() async throws {
+        let rig = try Rig(scenario: SafetyRegressionTests.one(), configure: SafetyRegressionTests.configure,
+                          transport: { LostAnswerTransport(inner: $0, lost: 1) })
+        #expect(await rig.once())
+        #expect(rig.restores(vmid: 101).count == 1)
+        let h = try #require(try rig.store.allHistory().last)
+        #expect(h.result == "success" && h.upid != nil)
+        #expect(rig.guest(101)?.state == .idle && rig.guest(101)?.restored != nil)
+    }
+}

@@ -92,10 +92,19 @@ extension Reconciler {
             observer.invalidate(job.settings.targetVmid)
             var tracker = RestoreProgress(diskSizes: [])
             let progressBox = ProgressBox()
-            let upid = try await client.restore(request, onOutput: { [weak self] line in
-                let ratio = progressBox.consume(line)
-                self?.setProgress(key, ratio)
-            })
+            let posted = await postRestore(request, key: key, progress: progressBox)
+            let upid: UPID
+            switch posted {
+            case .success(let u): upid = u
+            case .failure(let error) where error.isTransient && !client.transport.runsTasksSynchronously:
+                // No answer (timeout, reset): PVE may have forked the task all the same. Never
+                // post again; find the task in the node's task list, as re-attach does.
+                guard let found = await findPostedTask(job, since: started) else { throw error }
+                logger.notice("the restore POST got no answer; its task was found in the node's task list",
+                              metadata: meta.merging(["upid": "\(found)", "error": "\(error)"]) { $1 })
+                upid = found
+            case .failure(let error): throw error
+            }
             meta["upid"] = "\(upid)"
             let upidText = upid.description
             persist("task of restore \(historyID)") { try $0.setUPID(historyID, upidText) }
@@ -482,6 +491,38 @@ extension Reconciler {
                                   meta: ["vmid": "\(h.vmid)", "upid": "\(upid)", "volid": "\(volid)"])
             }
         }
+    }
+
+    /// The restore POST, as a Result (progress lines of pvesh go to `progress`).
+    func postRestore(_ request: ProxmoxClient.RestoreRequest, key: GuestKey, progress: ProgressBox) async -> Result<UPID, ProxmoxError> {
+        do throws(ProxmoxError) {
+            return .success(try await client.restore(request, onOutput: { [weak self] line in
+                let ratio = progress.consume(line)
+                self?.setProgress(key, ratio)
+            }))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The restore task a POST without answer may have started: a `qmrestore`/`vzrestore` of the
+    /// target VMID by our token (when it identifies us), started around our POST and recorded by no
+    /// earlier attempt. Asked a few times over about half a minute (PVE may be slow to answer).
+    func findPostedTask(_ job: RestoreJob, since started: Double) async -> UPID? {
+        let node = config.proxmox.node
+        let type = job.type == .vm ? "qmrestore" : "vzrestore"
+        let user = client.transport.taskUser
+        let known = Set(((try? store.history(job.key, limit: 50)) ?? []).compactMap(\.upid))
+        for attempt in 0..<6 {
+            if attempt > 0 { try? await clock.sleep(5) }
+            guard let tasks = try? await client.tasks(node: node, typeFilter: type, vmid: job.settings.targetVmid) else { continue }
+            let candidates = tasks.map(\.upid).filter {
+                !known.contains($0.description) && (user == nil || $0.user == user)
+                    && Double($0.startTime) >= started - 300 && Double($0.startTime) <= started + 300 + config.proxmox.timeout.seconds
+            }
+            if let first = candidates.min(by: { $0.startTime < $1.startTime }) { return first }
+        }
+        return nil
     }
 
     /// A bounded failure reason from a PVE error.

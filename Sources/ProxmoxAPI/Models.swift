@@ -229,6 +229,12 @@ public struct TaskStatus: Sendable, Hashable {
         self.exitStatus = exitStatus
     }
 
+    /// N of `WARNINGS: N` (0 for `OK` or anything else).
+    public static func warningCount(_ exitStatus: String?) -> Int {
+        guard let e = exitStatus, e.hasPrefix("WARNINGS") else { return 0 }
+        return Int(e.drop { !$0.isNumber }.prefix { $0.isNumber }) ?? 1
+    }
+
     /// `OK` and `WARNINGS: n` are success (pve-common `status_is_error`).
     public var succeeded: Bool {
         guard let e = exitStatus, !running else { return false }
@@ -249,7 +255,8 @@ public struct TaskLogLine: Sendable, Hashable {
 /// An entry of `GET /nodes/{node}/tasks` (used to find tasks again after a restart).
 public struct TaskSummary: Sendable, Hashable {
     public var upid: UPID
-    /// Exit status text for finished tasks; nil while running.
+    /// Exit status text for finished tasks; `RUNNING` while running (PVE 9, reference §13.5), nil
+    /// from versions that send none.
     public var status: String?
     public var endTime: Int?
     public init(upid: UPID, status: String?, endTime: Int?) {

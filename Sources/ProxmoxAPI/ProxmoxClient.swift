@@ -206,6 +206,24 @@ public struct ProxmoxClient: Sendable {
         return nil
     }
 
+    /// The storage ids a backed-up config's disks name: VM `#qmdump#map:<dev>:<drive>:<storeid>:<fmt>:`
+    /// lines (§3.3), CT `rootfs:`/`mpN:` volumes `<storeid>:<volume>` (bind mounts name a path).
+    public static func backupDiskStorages(in text: String) -> [String] {
+        var out: [String] = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("[") { break }
+            if line.hasPrefix("#qmdump#map:") {
+                let parts = line.split(separator: ":", omittingEmptySubsequences: false)
+                if parts.count >= 4, !parts[3].isEmpty { out.append(String(parts[3])) }
+            } else if line.hasPrefix("rootfs: ") || (line.hasPrefix("mp") && line.contains(": ")) {
+                let value = line[line.index(after: line.firstIndex(of: " ")!)...]
+                let volume = value.split(separator: ",").first.map(String.init) ?? ""
+                if !volume.hasPrefix("/"), let colon = volume.firstIndex(of: ":") { out.append(String(volume[..<colon])) }
+            }
+        }
+        return out
+    }
+
     /// `GET /nodes/{node}/tasks/{upid}/status`.
     public func taskStatus(_ upid: UPID) async throws(ProxmoxError) -> TaskStatus {
         let path = "/nodes/\(upid.node)/tasks/\(upid.description)/status"

@@ -38,6 +38,10 @@ public final class PVESimulator: Sendable {
         var faults: [Scenario.Fault]
         var restoreFails: Set<Int>
         var targetUsed: [String: Int64]
+        /// Target storages disabled or inactive on this node (test control, not saved).
+        var inactiveStorages: Set<String> = []
+        /// Restores of these backed-up guests end `TASK WARNINGS: N` (test control, not saved).
+        var restoreWarnings: [Int: Int] = [:]
         var rng: SplitMix64
         var pid: UInt32 = 0x1000
         var taskFailureProbability: Double
@@ -146,6 +150,17 @@ public final class PVESimulator: Sendable {
     /// Makes restores of a backed-up guest fail (or succeed again).
     public func setRestoreFails(_ vmid: Int, _ fails: Bool) {
         state.withLock { s in if fails { s.restoreFails.insert(vmid) } else { s.restoreFails.remove(vmid) } }
+    }
+
+    /// Makes restores of a backed-up guest end `TASK WARNINGS: n` (as a CT with raw `lxc.*` keys
+    /// restored by a token does, reference §13.1); 0 ends them `TASK OK` again.
+    public func setRestoreWarnings(_ vmid: Int, _ n: Int) { state.withLock { $0.restoreWarnings[vmid] = n > 0 ? n : nil } }
+
+    /// Makes a target storage inactive on this node (an unmounted disk, a failed iSCSI session) or
+    /// active again: listed with `active: 0`, and a restore onto it fails inside the task after a
+    /// forced VM restore freed the old disks (reference §13.4).
+    public func setStorageActive(_ id: String, _ active: Bool) {
+        state.withLock { s in if active { s.inactiveStorages.remove(id) } else { s.inactiveStorages.insert(id) } }
     }
 
     /// Sets the probability that any restore fails midway.
@@ -328,8 +343,9 @@ public final class PVESimulator: Sendable {
     private func storageObject(_ s: State, _ t: Scenario.TargetStorage) -> JSONValue {
         let used = s.targetUsed[t.id] ?? t.used
         let content = t.type == "dir" ? "rootdir,images,vztmpl,iso,backup" : "rootdir,images"
+        let active: Double = s.inactiveStorages.contains(t.id) ? 0 : 1
         return .object(["storage": .string(t.id), "type": .string(t.type), "content": .string(content),
-                        "active": .number(1), "enabled": .number(1), "shared": .number(0),
+                        "active": .number(active), "enabled": .number(1), "shared": .number(0),
                         "total": .number(Double(t.total)), "used": .number(Double(used)), "avail": .number(Double(max(0, t.total - used)))])
     }
 

@@ -116,6 +116,13 @@ extension PVESimulator {
                                        error: "lvcreate '\(storageID)/vm-\(vmid)-disk-0' error: Insufficient free space",
                                        effect: type == .vm ? .restoreFailedVM(vmid: vmid) : .restoreFailedCT(vmid: vmid)).description))
         }
+        if s.inactiveStorages.contains(storageID) {
+            // A forced VM restore frees the old disks before it allocates on the storage (§13.4):
+            // the copy is gone, then the task fails [unverified: exact storage-layer text].
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [],
+                                       error: "storage '\(storageID)' is not online",
+                                       effect: type == .vm ? .restoreFailedVM(vmid: vmid) : .unlock(vmid: vmid)).description))
+        }
         let pbs = scenario.pbsStorages.first { $0.id == volid.storage }
         var (lines, duration) = type == .vm
             ? vmRestoreLog(vmid: vmid, volid: volid, disks: source.disks, storage: storageID, datastore: pbs?.datastore ?? "store1", failAtHalf: fails)
@@ -140,7 +147,10 @@ extension PVESimulator {
         s.targetUsed[storageID, default: target.used] += size - (existing?.storage == storageID ? (existing?.disks.reduce(0, +) ?? 0) : 0)
         _ = duration
         duration = lines.last?.0 ?? duration
-        let upid = newTask(&s, now: now, type: taskType, vmid: vmid, duration: duration + 0.5, lines: lines, error: error, effect: effect)
+        let warnings = error == nil ? s.restoreWarnings[source.vmid] ?? 0 : 0
+        if warnings > 0, type == .ct { lines.append((duration, "WARN: skipping raw lxc.* keys: only root@pam may restore them")) }  // [unverified] text (§13.1)
+        let upid = newTask(&s, now: now, type: taskType, vmid: vmid, duration: duration + 0.5, lines: lines, error: error,
+                           warnings: warnings, effect: effect)
         return .ok(.string(upid.description))
     }
 
@@ -202,23 +212,25 @@ extension PVESimulator {
     /// Starts a task of `user` (default: the API token, `user@realm!token`) with id = the vmid.
     @discardableResult
     func newTask(_ s: inout State, now: Double, type: String, vmid: Int, user: String? = nil, duration: Double,
-                 lines: [(Double, String)], error: String?, effect: SimTask.Effect) -> UPID {
-        newTask(&s, now: now, type: type, id: String(vmid), user: user, duration: duration, lines: lines, error: error, effect: effect)
+                 lines: [(Double, String)], error: String?, warnings: Int = 0, effect: SimTask.Effect) -> UPID {
+        newTask(&s, now: now, type: type, id: String(vmid), user: user, duration: duration, lines: lines, error: error,
+                warnings: warnings, effect: effect)
     }
 
     /// Starts a task with any id (`startall` has an empty one, §4.1 allows `[^:\s/]*`).
     @discardableResult
     func newTask(_ s: inout State, now: Double, type: String, id: String, user: String? = nil, duration: Double,
-                 lines: [(Double, String)], error: String?, effect: SimTask.Effect) -> UPID {
+                 lines: [(Double, String)], error: String?, warnings: Int = 0, effect: SimTask.Effect) -> UPID {
         s.pid += 1
         let upid = UPID(node: scenario.node, pid: s.pid, pstart: UInt64(1_000_000 + s.pid), startTime: Int(now),
                         type: type, id: id, user: user ?? token.tokenID)
         var all = lines.map { (now + $0.0, $0.1) }
         let end = now + duration
-        let finalLine = error.map { "TASK ERROR: " + $0.replacingOccurrences(of: "\n", with: " ") } ?? "TASK OK"
+        // §4.2: `OK`, `WARNINGS: N` (success) or the error text.
+        let finalLine = error.map { "TASK ERROR: " + $0.replacingOccurrences(of: "\n", with: " ") } ?? (warnings > 0 ? "TASK WARNINGS: \(warnings)" : "TASK OK")
         all.append((end, finalLine))
         s.tasks[upid.description] = SimTask(upid: upid, start: now, end: end, lines: all,
-                                            exitStatus: error ?? "OK", effect: effect)
+                                            exitStatus: error ?? (warnings > 0 ? "WARNINGS: \(warnings)" : "OK"), effect: effect)
         s.taskOrder.append(upid.description)
         s.unsettled.append(upid.description)
         return upid

@@ -22,6 +22,9 @@ public enum BlockReason: String, Sendable, Codable, CaseIterable {
     case running
     /// The target guest's config is locked (backup, migrate, …): retried every pass.
     case locked
+    /// Our guest carries `lock: create` and no task of that VMID is running: what a node crash or
+    /// a killed restore worker leaves. Only root can clear it (`qm unlock` / `pct unlock`).
+    case staleLock = "stale_lock"
     /// The target guest has `protection: 1`.
     case protected
     /// The target storage lacks the backup's size plus the margin.
@@ -47,6 +50,8 @@ public struct GuestInput: Sendable {
     public var targetProtected: Bool
     /// Another selected guest claims the same target VMID (named for the status).
     public var slotConflict: String?
+    /// The target's `lock: create` is stale: no task of that VMID runs (checked only for our guests).
+    public var staleLock: Bool = false
     public var held: Bool
     public var failedOver: Bool
     public var inFlight: Bool
@@ -142,7 +147,7 @@ public func plan(_ g: GuestInput, now: Double, rules: PlanRules) -> Decision {
         case .ours, .remains, .adopted: break
         }
         if g.targetProtected { return .blocked(.protected) }
-        if target.lock != nil { return .blocked(.locked) }
+        if target.lock != nil { return .blocked(g.staleLock ? .staleLock : .locked) }
         if target.status == "running" {
             guard g.startedByUs && g.settings.startAfterRestore else { return .blocked(.running) }
             stopFirst = true

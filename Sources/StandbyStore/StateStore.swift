@@ -102,6 +102,8 @@ public struct HistoryRecord: Sendable, Codable, Equatable, FetchableRecord, Muta
     public var bytes: Int64
     public var result: String
     public var error: String?
+    /// N of a `TASK WARNINGS: N` ending (0 otherwise).
+    public var warnings: Int = 0
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
@@ -227,6 +229,7 @@ public final class StateStore: Sendable {
                 t.add(column: "backupOnboot", .boolean)
             }
             try db.create(index: "history_by_target", on: "history", columns: ["targetVmid"])
+            try db.alter(table: "history") { t in t.add(column: "warnings", .integer).notNull().defaults(to: 0) }
         }
         return m
     }
@@ -309,10 +312,10 @@ public final class StateStore: Sendable {
     }
 
     /// Ends a restore row.
-    public func finishRestore(_ id: Int64, result: String, error: String?, at: Double) throws {
+    public func finishRestore(_ id: Int64, result: String, error: String?, at: Double, warnings: Int = 0) throws {
         try db.write { db in
-            try db.execute(sql: "UPDATE history SET result = ?, error = ?, finishedAt = ?, duration = ? - startedAt WHERE id = ?",
-                           arguments: [result, error, at, at, id])
+            try db.execute(sql: "UPDATE history SET result = ?, error = ?, finishedAt = ?, duration = ? - startedAt, warnings = ? WHERE id = ?",
+                           arguments: [result, error, at, at, warnings, id])
         }
     }
 

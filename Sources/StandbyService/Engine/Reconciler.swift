@@ -260,6 +260,9 @@ public final class Reconciler: Service, Sendable {
                 input.failedAttemptsOfLatest = record?.failedVolidAttempts ?? 0
             }
             if let ts = settings.targetStorage { input.targetFreeBytes = free[ts] }
+            if let target, target.lock == "create", input.ownership.isOurs {
+                input.staleLock = await observer.noTaskRuns(vmid: target.vmid, node: node)
+            }
             if let target, target.status == "running", settings.startAfterRestore, input.ownership.isOurs {
                 input.startedByUs = await observer.startedBy(record?.startUPID, vmid: target.vmid, node: node)
             }
@@ -280,6 +283,9 @@ public final class Reconciler: Service, Sendable {
                 blocked = r
                 switch r {
                 case .slotConflict: detail = input.slotConflict
+                case .staleLock:
+                    detail = "VMID \(restoreInto) has a stale 'lock: create' and no task runs for it (node crash or killed worker): "
+                        + "check the guest, then `\(type == .vm ? "qm" : "pct") unlock \(restoreInto)` as root"
                 case .notOwned: if case .notOurs(let why) = input.ownership { detail = why }
                 default: break
                 }
@@ -291,7 +297,7 @@ public final class Reconciler: Service, Sendable {
             } else {
                 history = ((try? store.history(key, limit: 10)) ?? []).map {
                     StatusSnapshot.LastRestore(startedAt: $0.startedAt, finishedAt: $0.finishedAt, duration: $0.duration,
-                                               result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid)
+                                               result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid, warnings: $0.warnings)
                 }
             }
             if let record { historyFor[key] = record }
@@ -496,6 +502,8 @@ public final class Reconciler: Service, Sendable {
 /// Receives restore outcomes (the metric catalogue counts them).
 public protocol RestoreEventSink: Sendable {
     func restoreSucceeded(source: String, type: GuestType, duration: Double, bytes: Int64)
+    /// A restore that succeeded with `TASK WARNINGS: N`.
+    func restoreWarned(source: String, warnings: Int)
     func restoreFailed(source: String, reason: String)
     func sourceRefreshFailed(source: String)
 }

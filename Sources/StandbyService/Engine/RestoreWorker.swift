@@ -24,7 +24,9 @@ struct RestoreJob: Sendable {
 
 /// How a restore ended, with a bounded reason for metrics.
 enum RestoreOutcome: Sendable {
-    case success
+    /// `TASK OK`, or `TASK WARNINGS: N` (success with warnings, e.g. raw `lxc.*` keys dropped from
+    /// a CT, reference §13.1): the count is recorded and shown.
+    case success(warnings: Int)
     case failure(reason: String, message: String)
     /// The service stopped while following a PVE task: the task runs on; re-attach at start.
     case detached
@@ -151,7 +153,7 @@ extension Reconciler {
                         let text = status.exitStatus ?? "unknown"
                         return .failure(reason: Self.taskReason(text), message: "task \(upid.type) failed: \(text)")
                     }
-                    return .success
+                    return .success(warnings: TaskStatus.warningCount(status.exitStatus))
                 }
             } catch {
                 guard error.isTransient else { throw error }
@@ -216,9 +218,10 @@ extension Reconciler {
         let now = clock.now()
         let duration = now - started
         switch outcome {
-        case .success:
+        case .success(let warnings):
             persist("success of restore \(historyID)") { [job, vmgenid, backupOnboot] store in
-                try store.finishRestore(historyID, result: "success", error: nil, at: now)
+                try store.finishRestore(historyID, result: "success", error: warnings > 0 ? "TASK WARNINGS: \(warnings)" : nil, at: now,
+                                        warnings: warnings)
                 try store.update(job.key, targetVmid: job.settings.targetVmid) { r in
                 r.restoredVolid = job.backup.volid.description
                 r.restoredBackupTime = job.backup.volid.backupTime
@@ -240,6 +243,10 @@ extension Reconciler {
                 }
             }
             events?.restoreSucceeded(source: job.key.source, type: job.type, duration: duration, bytes: job.backup.size)
+            if warnings > 0 {
+                events?.restoreWarned(source: job.key.source, warnings: warnings)
+                logger.warning("restore ended with warnings: see the task log", metadata: meta.merging(["warnings": "\(warnings)"]) { $1 })
+            }
             logger.info("restore succeeded", metadata: meta.merging(["duration_seconds": "\(Int(duration))"]) { $1 })
             updateView(job.key) { v in
                 v.restored = .init(volid: job.backup.volid.description, backupTime: job.backup.volid.backupTime, size: job.backup.size)
@@ -332,6 +339,7 @@ extension Reconciler {
             return own == .free ? "the target VMID \(job.settings.targetVmid) became free: planned again without force" : "the target's ownership cannot be verified"
         }
         if cfg?.protection == true { return "the target has protection set" }
+        if job.force, let problem = await targetStorageProblem(job) { return problem }
         guard let current = try? await client.guestStatus(node: node, type: job.type, vmid: job.settings.targetVmid) else {
             return "cannot read the target's status"
         }
@@ -339,6 +347,39 @@ extension Reconciler {
         if current.status == "running" {
             guard job.stopFirst, await observer.startedBy(record?.startUPID, vmid: job.settings.targetVmid, node: node) else {
                 return "the target runs and was not started by pbs-standby"
+            }
+        }
+        return nil
+    }
+
+    /// Why a forced restore must not start on its target storages now: PVE frees the copy's old
+    /// disks before it finds a storage missing or inactive (reference §13.4), so every storage the
+    /// restore writes to — the target storage, or without one the backup's own storage ids (VM
+    /// `#qmdump#map` lines, CT `rootfs`/`mpN`; a CT defaults to `local`, §13.4) — must exist, be
+    /// enabled and active on this node and allow the content. Nil when all is well.
+    func targetStorageProblem(_ job: RestoreJob) async -> String? {
+        let node = config.proxmox.node
+        var ids: [String]
+        if let ts = job.settings.targetStorage {
+            ids = [ts]
+        } else if job.type == .ct {
+            ids = ["local"]
+        } else {
+            guard let text = try? await client.backupConfig(node: node, volid: job.backup.volid) else {
+                return "cannot read the backup's config to check the storages its disks go to (no target_storage set)"
+            }
+            ids = ProxmoxClient.backupDiskStorages(in: text)
+        }
+        let content = job.type == .vm ? "images" : "rootdir"
+        for id in Set(ids).sorted() {
+            guard let st = try? await client.storageStatus(node: node, storage: id) else {
+                return "storage '\(id)' does not exist on node \(node): a forced restore would free the copy's disks and then fail"
+            }
+            guard st.enabled, st.active else {
+                return "storage '\(id)' is not \(st.enabled ? "active" : "enabled") on node \(node): a forced restore would free the copy's disks and then fail"
+            }
+            if !st.content.isEmpty, !st.content.contains(content) {
+                return "storage '\(id)' does not allow '\(content)' content"
             }
         }
         return nil

@@ -74,6 +74,13 @@ final class SlotObserver: Sendable {
         return starts.max { ($0.upid.startTime, $0.upid.pid) < ($1.upid.startTime, $1.upid.pid) }?.upid.description == upid
     }
 
+    /// Whether no task of `vmid` is running on the node (a `lock: create` without one is stale).
+    /// False when the task list cannot be read (no decision on missing evidence).
+    func noTaskRuns(vmid: Int, node: String) async -> Bool {
+        guard let tasks = try? await client.tasks(node: node, vmid: vmid, limit: 500) else { return false }
+        return !tasks.contains { $0.status == nil || $0.status == "RUNNING" }
+    }
+
     /// Forgets the proof of a VMID (after any action of ours on it).
     func invalidate(_ vmid: Int) { _ = cache.withLock { $0.removeValue(forKey: vmid) } }
 

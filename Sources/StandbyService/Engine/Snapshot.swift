@@ -47,6 +47,8 @@ public struct StatusSnapshot: Sendable {
         public var error: String?
         public var upid: String?
         public var volid: String
+        /// N of `TASK WARNINGS: N` (success with warnings).
+        public var warnings: Int = 0
     }
 
     public struct Guest: Sendable {

@@ -44,6 +44,12 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
             buckets: [30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400]).record(duration)
     }
 
+    /// Counts restores that ended `TASK WARNINGS: N` (`pbs_standby_restore_warnings_total`).
+    public func restoreWarned(source: String, warnings: Int) {
+        registry.makeCounter(descriptor: Self.d("restore_warnings", "total", "Restores that succeeded with TASK WARNINGS."),
+                             labels: [("source", source)]).increment()
+    }
+
     /// Counts a failed restore by bounded reason.
     public func restoreFailed(source: String, reason: String) {
         registry.makeCounter(descriptor: Self.d("restore_failures", "total", "Failed restores by bounded reason."),

@@ -39,7 +39,7 @@ public enum StatusJSON {
         let last: JSONValue = g.history.first.map { h in
             .object(["started_at": time(h.startedAt), "finished_at": time(h.finishedAt), "duration_seconds": num(h.duration),
                      "result": .string(h.result), "error": h.error.map { .string($0) } ?? .null,
-                     "upid": h.upid.map { .string($0) } ?? .null, "volid": .string(h.volid)])
+                     "upid": h.upid.map { .string($0) } ?? .null, "volid": .string(h.volid), "warnings": .number(Double(h.warnings))])
         } ?? .null
         return .object([
             "source": .string(g.key.source), "vmid": .number(Double(g.key.vmid)), "type": .string(g.type.rawValue), "name": .string(g.name),
@@ -55,7 +55,7 @@ public enum StatusJSON {
             "history": .array(g.history.map { h in
                 .object(["started_at": time(h.startedAt), "finished_at": time(h.finishedAt), "duration_seconds": num(h.duration),
                          "result": .string(h.result), "error": h.error.map { .string($0) } ?? .null,
-                         "upid": h.upid.map { .string($0) } ?? .null, "volid": .string(h.volid)])
+                         "upid": h.upid.map { .string($0) } ?? .null, "volid": .string(h.volid), "warnings": .number(Double(h.warnings))])
             }),
         ])
     }

@@ -17,7 +17,7 @@ public enum StatusPage {
             <td>\(g.restored.map { escape($0.volid) } ?? "—")</td>
             <td class="\(stale ? "bad" : "ok")">\(lag.map(age) ?? "no copy") / \(age(g.rpoTarget))</td>
             <td>\(g.pendingBackups)</td>
-            <td class="err">\([g.blockedDetail, g.lastError].compactMap { $0.map(escape) }.joined(separator: "<br>"))</td>
+            <td class="err">\([g.blockedDetail, g.lastError, g.history.first.flatMap { $0.warnings > 0 ? "restored with \($0.warnings) warning(s): see the task log" : nil }].compactMap { $0.map(escape) }.joined(separator: "<br>"))</td>
             </tr>
 
             """

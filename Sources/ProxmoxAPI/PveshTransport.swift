@@ -12,16 +12,23 @@ public final class PveshTransport: ProxmoxTransport {
     public let executable: String
     /// Extra environment for the child (the stand-in reads its simulator URL from it).
     public let environment: [String: String]
-    public let runsTasksSynchronously = true
+    /// How worker calls (restore, start, stop, destroy) are started: as our child (pvesh then runs
+    /// the task synchronously inside our process tree and sandbox, and a SIGTERM to us reaches it,
+    /// reference §13.2), or detached in a transient systemd unit (``DetachedLauncher``).
+    public let launcher: DetachedLauncher?
+    /// With a detached launcher worker calls return the UPID at once, as over HTTPS.
+    public var runsTasksSynchronously: Bool { launcher == nil }
     public var endpointDescription: String { "pvesh (\(executable))" }
 
     /// Creates a transport; fails at once when the executable does not exist.
-    public init(executable: String = "/usr/bin/pvesh", environment: [String: String] = [:]) throws(ProxmoxError) {
+    public init(executable: String = "/usr/bin/pvesh", environment: [String: String] = [:],
+                launcher: DetachedLauncher? = nil) throws(ProxmoxError) {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw .configuration("pvesh not found at '\(executable)': the pvesh transport runs on a PVE node as root (or set proxmox.pvesh_path)")
         }
         self.executable = executable
         self.environment = environment
+        self.launcher = launcher
     }
 
     /// Variables of ours that hold a secret: never handed to a child (pvesh runs as root@pam and
@@ -48,12 +55,22 @@ public final class PveshTransport: ProxmoxTransport {
     public func call(_ method: APIMethod, _ path: String, parameters: [(String, String)],
                      onOutput: (@Sendable (String) -> Void)?) async throws(ProxmoxError) -> JSONValue {
         let args = Self.arguments(method, path, parameters)
+        if let launcher, let task = WorkerTask(method, path, parameters) {
+            return try await launcher.launch(task, pvesh: self, arguments: args)
+        }
         let result: (status: Int32, lines: [String], stderr: String)
         do {
             result = try await run(args, onLine: onOutput)
         } catch {
             throw .transient(path: path, message: "cannot run \(executable): \(error)")
         }
+        return try Self.interpret(status: result.status, lines: result.lines, stderr: result.stderr, path: path)
+    }
+
+    /// pvesh's result: the last JSON line on success (or after a failed task, whose UPID is
+    /// printed and whose error goes to stderr with exit 0, §13.2); a classified error otherwise.
+    static func interpret(status: Int32, lines: [String], stderr: String, path: String) throws(ProxmoxError) -> JSONValue {
+        let result = (status: status, lines: lines, stderr: stderr)
         let lastJSON = result.lines.last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
         guard result.status == 0 else {
             let message = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -80,6 +97,15 @@ public final class PveshTransport: ProxmoxTransport {
         }
         guard let lastJSON else { return .null }  // methods returning null print nothing
         return try JSONValue.parse(Array(lastJSON.utf8), path: path)
+    }
+
+    /// Runs a plain (non-worker) call and returns its result (the launcher's task-list reads).
+    func plainCall(_ method: APIMethod, _ path: String, _ parameters: [(String, String)]) async throws(ProxmoxError) -> JSONValue {
+        let result: (status: Int32, lines: [String], stderr: String)
+        do { result = try await run(Self.arguments(method, path, parameters), onLine: nil) } catch {
+            throw .transient(path: path, message: "cannot run \(executable): \(error)")
+        }
+        return try Self.interpret(status: result.status, lines: result.lines, stderr: result.stderr, path: path)
     }
 
     /// Runs pvesh, streaming stdout lines (all but the final JSON line go to `onLine`).

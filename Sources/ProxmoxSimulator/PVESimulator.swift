@@ -49,10 +49,13 @@ public final class PVESimulator: Sendable {
         /// `rng` so that generating ids does not shift the fault dice (nil in older saved states:
         /// started on first use).
         var idRng: SplitMix64? = nil
+        /// The token's ACLs (nil: it may do everything; see SimulatorPermissions.swift). Saved
+        /// states without them take the scenario's.
+        var acls: [Scenario.ACL]? = nil
 
         // Everything but the listing cache, which is rebuilt on demand.
         private enum CodingKeys: String, CodingKey {
-            case guests, tasks, taskOrder, unsettled, journal, faults, restoreFails, targetUsed, rng, pid, taskFailureProbability, idRng
+            case guests, tasks, taskOrder, unsettled, journal, faults, restoreFails, targetUsed, rng, pid, taskFailureProbability, idRng, acls
         }
     }
 
@@ -91,6 +94,7 @@ public final class PVESimulator: Sendable {
         var st = saved.state
         // States saved before guests had a node: every guest was on this node.
         for (vmid, g) in st.guests where g.node.isEmpty { st.guests[vmid]?.node = scenario.node }
+        if st.acls == nil { st.acls = Self.normalized(scenario.acls) }
         state = Mutex(st)
     }
 
@@ -106,6 +110,7 @@ public final class PVESimulator: Sendable {
                       targetUsed: Dictionary(uniqueKeysWithValues: scenario.targetStorages.map { ($0.id, $0.used) }),
                       rng: rng, taskFailureProbability: scenario.taskFailureProbability)
         s.idRng = SplitMix64(state: scenario.seed ^ Self.idStreamSalt)
+        s.acls = Self.normalized(scenario.acls)
         for g in scenario.existing { s.guests[g.vmid] = Self.simGuest(g, scenario: scenario, &s) }
         state = Mutex(s)
     }
@@ -150,6 +155,30 @@ public final class PVESimulator: Sendable {
     /// Makes restores of a backed-up guest fail (or succeed again).
     public func setRestoreFails(_ vmid: Int, _ fails: Bool) {
         state.withLock { s in if fails { s.restoreFails.insert(vmid) } else { s.restoreFails.remove(vmid) } }
+    }
+
+    /// Ends a running task now as a signal does (pvesh forwards SIGTERM to its worker, reference
+    /// §13.2): `TASK ERROR: interrupted by signal`. A restore's end effect is that of a failed
+    /// restore — a forced VM restore has freed the old disks already (a stub config is left), a CT
+    /// restore destroys the container (§3.1 step 3, §3.2). False when no such task runs.
+    public func killTask(_ upid: UPID) -> Bool {
+        let now = clock.now()
+        return state.withLock { s in
+            guard var task = s.tasks[upid.description], task.end > now else { return false }
+            task.end = now
+            task.lines = task.lines.filter { $0.0 <= now } + [(now, "TASK ERROR: interrupted by signal")]
+            task.exitStatus = "interrupted by signal"
+            switch task.effect {
+            case .restoreSucceeded(let vmid, let type, _, _, _, _, _, _, _):
+                task.effect = type == .vm ? .restoreFailedVM(vmid: vmid) : .restoreFailedCT(vmid: vmid)
+            case .setStatus, .destroy:
+                task.effect = .none
+            default: break
+            }
+            s.tasks[upid.description] = task
+            settle(&s, now: now)
+            return true
+        }
     }
 
     /// Makes restores of a backed-up guest end `TASK WARNINGS: n` (as a CT with raw `lxc.*` keys
@@ -294,6 +323,7 @@ public final class PVESimulator: Sendable {
         case (.get, 1) where parts[0] == "nodes": return .ok(nodesList())
         case (.get, 2) where parts == ["cluster", "resources"]: return .ok(resources(&s, now: now, type: p["type"]))
         case (.get, 1) where parts[0] == "version": return .ok(.object(["version": .string("9.2.11"), "release": .string("9.2")]))
+        case (.get, 2) where parts == ["access", "permissions"]: return accessPermissions(s, p)
         default: break
         }
         guard parts.count >= 2, parts[0] == "nodes" else { return notImplemented(method, path) }

@@ -56,6 +56,19 @@ public struct Scenario: Sendable {
         /// `onboot` in the backup's config: a restore without an `onboot` override brings it back
         /// (§3.1 step 2: the merged config is the backup's, then the overrides).
         public var onboot: Bool
+        /// The backed-up config's bridged NICs, `net0`… in order (§13.1: each needs `SDN.Use`).
+        public var bridges: [String] = ["vmbr0"]
+        /// CT mount points (`mp0`…): bind and device mount points restore only for root (§13.1).
+        public var mountpoints: [MountPoint] = []
+        /// VM `hostpciN` values (`0000:01:00.0`, or `mapping=NAME`): real devices root only (§13.1).
+        public var hostpci: [String] = []
+        /// VM `usbN` values (`host=1234:5678`, `spice`, or `mapping=NAME`).
+        public var usb: [String] = []
+        /// CTs: privileged (no `unprivileged: 1`); the first restore needs `Sys.Modify` on `/` (§13.1).
+        public var privileged = false
+        /// The production storage id of each disk (the last one repeats; empty: `local-lvm`), as
+        /// the backed-up config and its `#qmdump#map` lines name them (§3.3, §13.4).
+        public var storages: [String] = []
 
         public init(vmid: Int, type: GuestType, name: String, storage: String, disks: [Int64], interval: Double,
                     offset: Double = 0, verification: String? = "ok", history: Int = 2, restoreFails: Bool = false,
@@ -145,6 +158,9 @@ public struct Scenario: Sendable {
     public var backedUp: [BackedUpGuest] = []
     public var existing: [ExistingGuest] = []
     public var faults: [Fault] = []
+    /// The ACLs of the simulator's token (`acls:`); nil (no `acls` key): the token may do
+    /// everything PVE lets a token do (the literal `root@pam` stays the only root).
+    public var acls: [ACL]?
     /// Restore throughput in bytes per second (reference: pbs-restore speeds of ~300 MiB/s).
     public var restoreBytesPerSecond: Double = 300 * 1_048_576
     /// Backup throughput: a backup of size S is listed with size 1 for S / this (in progress, §2).
@@ -214,6 +230,7 @@ extension Scenario {
                 verification: verification == "none" ? nil : verification, history: try m.int("history", range: 0...1000) ?? 2,
                 restoreFails: try m.bool("restore_fails") ?? false, tags: try m.stringList("tags") ?? [], notes: try m.string("notes"),
                 onboot: try m.bool("onboot") ?? true))
+            try parseBackupConfig(m, into: &s.backedUp[s.backedUp.count - 1])
             try m.finish()
         }
         for (i, node) in (try root.sequence("guests") ?? []).enumerated() {
@@ -235,6 +252,7 @@ extension Scenario {
                 probability: try m.double("probability") ?? 1, delay: (try m.duration("delay") ?? .zero).seconds))
             try m.finish()
         }
+        s.acls = try parseACLs(root)
         try root.finish()
         if s.pbsStorages.isEmpty { s.pbsStorages = [PBSStorage(id: "pbs-prod", datastore: "store1")] }
         if s.targetStorages.isEmpty { s.targetStorages = [TargetStorage(id: "local-lvm", total: 4 << 40)] }

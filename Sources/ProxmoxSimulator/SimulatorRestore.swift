@@ -37,6 +37,8 @@ extension PVESimulator {
         guard errors.isEmpty, let vmid else {
             return .error(status: 400, message: "Parameter verification failed.\n", errors: errors)
         }
+        // Permission checks before the worker is forked: 403 (§3.1 step 1; SimulatorPermissions.swift).
+        if let refusal = synchronousPermissionRefusal(s, type: type, vmid: vmid, archiveText: archiveText, p) { return refusal }
         let kind = type == .vm ? "VM" : "CT"
         let force = p["force"] == "1"
         let prefix = "unable to restore \(kind) \(vmid) - "
@@ -99,6 +101,12 @@ extension PVESimulator {
             // An in-progress snapshot has no manifest yet [unverified: exact text].
             return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [],
                                        error: "unable to read manifest of snapshot '\(volid.snapshot)' - not found", effect: .unlock(vmid: vmid)).description))
+        }
+        // Permission checks of the worker on the backed-up config, before any disk is freed or
+        // allocated (§13.1; SimulatorPermissions.swift): the guest stays as it was.
+        if let refusal = taskPermissionRefusal(s, type: type, vmid: vmid, existing: existing, source: source, volid: volid, p) {
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: refusal.lines,
+                                       error: refusal.error, effect: .unlock(vmid: vmid)).description))
         }
         let size = source.size
         let target = scenario.targetStorages.first { $0.id == storageID }!
@@ -385,9 +393,13 @@ extension PVESimulator {
     // MARK: - Backed-up configuration (reference §13.1)
 
     /// `GET /nodes/{node}/vzdump/extractconfig?volume=<volid>`: the backed-up guest config as text
-    /// (§13.1). Rendered from the scenario: name, onboot, memory, one bridged NIC on `vmbr0`, the
-    /// disks on the production storage id `local-lvm` with their `#qmdump#map` lines for VMs
-    /// (§3.3) [unverified: exact key order and NIC text].
+    /// (§13.1). Rendered from the scenario: name, onboot, memory, tags; one NIC per bridge
+    /// (`bridges`, default `vmbr0`); the disks on their production storage ids (`storages`,
+    /// default `local-lvm`) with their `#qmdump#map` lines for VMs (§3.3); VM host devices
+    /// (`hostpciN`, `usbN`); CT mount points (`mpN`: volumes on the storage of the next disk,
+    /// bind mounts of `/srv/<mp>`, devices `/dev/sdb1`) and `unprivileged: 1` unless privileged.
+    /// Keys sorted as PVE writes them, the `#qmdump#map` lines last [unverified: exact option
+    /// order and NIC text].
     func extractConfig(now: Double, _ p: [String: String]) -> SimResult {
         guard let text = p["volume"], let volid = Volid(parsing: text) else {
             return .error(status: 400, message: "Parameter verification failed.\n", errors: ["volume": "unable to parse volume ID '\(p["volume"] ?? "")'"])
@@ -396,19 +408,36 @@ extension PVESimulator {
               backupEntries(storage: volid.storage, now: now).contains(where: { $0.volid == volid && $0.isComplete }) else {
             return .error(status: 500, message: "unable to read manifest of snapshot '\(volid.snapshot)' - not found\n", errors: [:])  // [unverified] wording
         }
+        var keys: [(String, String)] = []
         var lines: [String] = []
+        func mac(_ i: Int) -> String { "BC:24:11:00:\(String(format: "%02X", i)):\(String(format: "%02X", g.vmid % 256))" }
         if g.type == .vm {
-            lines += ["boot: order=scsi0", "memory: 2048", "name: \(g.name)", "net0: virtio=BC:24:11:00:00:\(String(format: "%02X", g.vmid % 256)),bridge=vmbr0"]
-            if g.onboot { lines.append("onboot: 1") }
-            for (i, d) in g.disks.enumerated() { lines.append("scsi\(i): local-lvm:vm-\(g.vmid)-disk-\(i),size=\(d >> 30)G") }
-            if !g.tags.isEmpty { lines.append("tags: \(g.tags.joined(separator: ";"))") }
-            for i in g.disks.indices { lines.append("#qmdump#map:scsi\(i):drive-scsi\(i):local-lvm:raw:") }
+            keys += [("boot", "order=scsi0"), ("memory", "2048"), ("name", g.name)]
+            for (i, b) in g.bridges.enumerated() { keys.append(("net\(i)", "virtio=\(mac(i)),bridge=\(b)")) }
+            for (i, d) in g.disks.enumerated() { keys.append(("scsi\(i)", "\(g.diskStorage(i)):vm-\(g.vmid)-disk-\(i),size=\(d >> 30)G")) }
+            for (i, v) in g.hostpci.enumerated() { keys.append(("hostpci\(i)", v)) }
+            for (i, v) in g.usb.enumerated() { keys.append(("usb\(i)", v)) }
         } else {
-            lines += ["arch: amd64", "hostname: \(g.name)", "memory: 512", "net0: name=eth0,bridge=vmbr0,ip=dhcp,type=veth"]
-            if g.onboot { lines.append("onboot: 1") }
-            lines.append("rootfs: local-lvm:subvol-\(g.vmid)-disk-0,size=\((g.disks.first ?? 0) >> 30)G")
-            if !g.tags.isEmpty { lines.append("tags: \(g.tags.joined(separator: ";"))") }
+            keys += [("arch", "amd64"), ("hostname", g.name), ("memory", "512")]
+            for (i, b) in g.bridges.enumerated() { keys.append(("net\(i)", "name=eth\(i),bridge=\(b),hwaddr=\(mac(i)),ip=dhcp,type=veth")) }
+            keys.append(("rootfs", "\(g.diskStorage(0)):subvol-\(g.vmid)-disk-0,size=\((g.disks.first ?? 0) >> 30)G"))
+            var disk = 1
+            for m in g.mountpoints {
+                switch m.kind {
+                case .volume:
+                    let size = disk < g.disks.count ? g.disks[disk] >> 30 : 8
+                    keys.append((m.mp, "\(g.diskStorage(disk)):subvol-\(g.vmid)-disk-\(disk),mp=/mnt/\(m.mp),size=\(size)G"))
+                    disk += 1
+                case .bind: keys.append((m.mp, "/srv/\(m.mp),mp=/mnt/\(m.mp)"))
+                case .device: keys.append((m.mp, "/dev/sdb1,mp=/mnt/\(m.mp)"))
+                }
+            }
+            if !g.privileged { keys.append(("unprivileged", "1")) }
         }
+        if g.onboot { keys.append(("onboot", "1")) }
+        if !g.tags.isEmpty { keys.append(("tags", g.tags.joined(separator: ";"))) }
+        lines = keys.sorted { $0.0 < $1.0 }.map { "\($0.0): \($0.1)" }
+        if g.type == .vm { for i in g.disks.indices { lines.append("#qmdump#map:scsi\(i):drive-scsi\(i):\(g.diskStorage(i)):raw:") } }
         return .ok(.string(lines.joined(separator: "\n") + "\n"))
     }
 }

@@ -147,6 +147,13 @@ public final class SimulatorServer: Sendable {
             sim.setRestoreFails(vmid, fails == "1")
             return .json(Array("{\"vmid\":\(vmid)}".utf8))
         }
+        router.post("/_sim/kill-task") { req in
+            guard sim.token.matches(authorizationHeader: req.header("Authorization")) else { return .text("", status: 401) }
+            guard let text = req.query["upid"], let upid = UPID(parsing: text) else {
+                return .jsonError("query parameter 'upid' (a UPID) is required", status: 400)
+            }
+            return sim.killTask(upid) ? .json(Array("{\"killed\":true}".utf8)) : .jsonError("no running task \(text)", status: 409)
+        }
         router.post("/_sim/admin") { req in
             guard sim.token.matches(authorizationHeader: req.header("Authorization")) else { return .text("", status: 401) }
             var fields = req.query

@@ -19,6 +19,11 @@ public struct StandbyConfig: Sendable {
         public var timeout: Duration = .seconds(30)
         /// pvesh executable (tests point it at the stand-in).
         public var pveshPath: String = "/usr/bin/pvesh"
+        /// pvesh worker calls (restore, start, stop, destroy) run in transient systemd units, outside
+        /// the service's sandbox and cgroup, so that no stop of the service interrupts them.
+        public var pveshDetach = true
+        /// The systemd-run executable (tests point it at a stand-in).
+        public var systemdRunPath: String = "/usr/bin/systemd-run"
     }
 
     public struct Restore: Sendable {
@@ -109,6 +114,8 @@ public struct StandbyConfig: Sendable {
             c.proxmox.node = try p.string("node") ?? c.proxmox.node
             c.proxmox.timeout = try p.duration("timeout") ?? c.proxmox.timeout
             c.proxmox.pveshPath = try p.string("pvesh_path") ?? c.proxmox.pveshPath
+            c.proxmox.pveshDetach = try p.bool("pvesh_detach") ?? c.proxmox.pveshDetach
+            c.proxmox.systemdRunPath = try p.string("systemd_run_path") ?? c.proxmox.systemdRunPath
             if c.proxmox.transport == .https {
                 do { try EndpointURL(parsing: c.proxmox.url).requireConfidentialTransport() } catch {
                     throw p.error("url", p.node("url"), error.reason)

@@ -53,7 +53,13 @@ public struct StandbyRuntime: Sendable {
     public static func transport(for config: StandbyConfig) throws(ProxmoxError) -> any ProxmoxTransport {
         switch config.proxmox.transport {
         case .pvesh:
-            return try PveshTransport(executable: config.proxmox.pveshPath)
+            // Worker calls in transient units next to the state file's directory (the unit's
+            // PrivateTmp would hide /tmp from them), unless pvesh_detach: false.
+            let launcher = config.proxmox.pveshDetach
+                ? try DetachedLauncher(systemdRun: config.proxmox.systemdRunPath,
+                                       outputDirectory: ((config.statePath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tasks"))
+                : nil
+            return try PveshTransport(executable: config.proxmox.pveshPath, launcher: launcher)
         case .https:
             let token = try APIToken.load(file: config.proxmox.tokenFile)
             let verification: HTTPSTransport.Verification

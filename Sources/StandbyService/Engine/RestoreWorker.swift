@@ -271,9 +271,18 @@ extension Reconciler {
                 }
             }
             finishInFlight(job.key, observedBytesPerSecond: duration > 0 ? Double(job.backup.size) / duration : nil)
-        case .failure(let reason, let message):
+        case .failure(let reason, var message):
             let backoff = config.restore.backoff
-            let r = persist("failure of restore \(historyID)") { [job] store in
+            // A missing privilege or a root-only part of the backup (reference §3.1, §13.1) does
+            // not heal by retrying: the guest is held as if this backup had used up its
+            // retries_per_backup, so the planner waits for a newer backup (or a config change).
+            let permission = reason == "permission", retries = config.restore.retriesPerBackup
+            if permission, message.hasSuffix("Permission check failed") {
+                // PVE names no path when the right to create is missing (`raise_perm_exc()`).
+                message += " (no path given by PVE: restoring needs VM.Allocate on /vms/\(job.settings.targetVmid)"
+                    + " or on the source's pool, or VM.Backup on /vms/\(job.settings.targetVmid) over an existing copy)"
+            }
+            let r = persist("failure of restore \(historyID)") { [job, message] store in
                 try store.finishRestore(historyID, result: "failure", error: message, at: now)
                 return try store.update(job.key, targetVmid: job.settings.targetVmid) { r in
                 r.consecutiveFailures += 1
@@ -285,11 +294,16 @@ extension Reconciler {
                     r.failedVolid = job.backup.volid.description
                     r.failedVolidAttempts = 1
                 }
+                if permission {
+                    r.failedVolidAttempts = max(r.failedVolidAttempts, retries)
+                    r.nextRetryAt = nil  // no backoff schedule: waits for a newer backup
+                }
                 }
             }
             events?.restoreFailed(source: job.key.source, reason: reason)
             logger.warning("restore failed", metadata: meta.merging(["reason": "\(reason)", "error": "\(message)",
-                                                                     "attempt": "\(r?.failedVolidAttempts ?? 0)"]) { $1 })
+                                                                     "attempt": "\(r?.failedVolidAttempts ?? 0)"]) { $1 }
+                .merging(permission ? ["retry": "after a newer backup; grant the privilege named in the error"] : [:]) { $1 })
             updateView(job.key) { v in
                 v.state = .failing
                 v.lastError = message
@@ -566,8 +580,11 @@ extension Reconciler {
         return nil
     }
 
-    /// A bounded failure reason from a PVE error.
+    /// A bounded failure reason from a PVE error. A 403 `Permission check failed …` is
+    /// `permission` (the token lacks a privilege, reference §3.1, §13.1): not transient, and held
+    /// until a newer backup (see ``record(_:job:historyID:started:meta:)``).
     static func reason(of error: ProxmoxError) -> String {
+        if case .auth(_, 403, let message) = error, message.contains("Permission check failed") { return "permission" }
         switch error {
         case .refused(_, let r, _):
             switch r {
@@ -582,9 +599,15 @@ extension Reconciler {
         }
     }
 
-    /// A bounded failure reason from a task's exit status.
+    /// A bounded failure reason from a task's exit status. `permission`: the worker's checks on
+    /// the backed-up config (§13.1) — `Permission check failed (PATH, PRIV)` (a bridge's
+    /// `SDN.Use`, `Sys.Modify` for a privileged CT, `Mapping.Use`) or a root-only part (bind or
+    /// device mount point, host PCI/USB device).
     static func taskReason(_ exit: String) -> String {
         let t = exit.lowercased()
+        if t.contains("permission check failed") || t.contains("only possible for root") || t.contains("only root can") {
+            return "permission"
+        }
         if t.contains("free space") || t.contains("no space") { return "insufficient_space" }
         if t.contains("vm is running") || t.contains("is running") { return "refused_running" }
         if t.contains("is locked") { return "refused_locked" }

@@ -1,0 +1,213 @@
+/// PVE's permission paths and the parts of a backed-up guest config that a restore checks
+/// (reference §3.1, §3.2, §13.1): what `check-config --probe` needs to say, before anything is
+/// restored, what PVE would refuse and why.
+
+extension ProxmoxClient {
+    /// `GET /access/permissions` (reference §13.1): the caller's effective privileges per path, as
+    /// PVE computes them for this token (a privilege-separated token: the intersection with its
+    /// user's). PVE lists its top-level paths (`/`, `/vms`, `/storage`, `/sdn`, …) and every path
+    /// with an ACL, each with the privileges effective there; paths without any privilege are left
+    /// out [src: pve-access-control `RPCEnvironment.pm` `get_effective_permissions`, read in a
+    /// public copy, not in the reference]. Look a path up with ``PVEPermissions/privileges(at:in:)``.
+    public func permissions(path: String? = nil) async throws(ProxmoxError) -> [String: Set<String>] {
+        let apiPath = "/access/permissions"
+        let data = try await transport.call(.get, apiPath, parameters: path.map { [("path", $0)] } ?? [])
+        guard case .object(let paths) = data else {
+            throw .decoding(path: apiPath, field: "data", message: "expected an object of paths")
+        }
+        var out: [String: Set<String>] = [:]
+        for (p, v) in paths {
+            guard case .object(let privs) = v else {
+                throw .decoding(path: apiPath, field: p, message: "expected an object of privileges")
+            }
+            // `{priv: 1}`: the value is the propagate flag; the privilege holds at the path either way.
+            out[p] = Set(privs.keys)
+        }
+        return out
+    }
+}
+
+/// Looking privileges up in the answer of `GET /access/permissions`.
+public enum PVEPermissions {
+    /// The privileges effective at `path`: those listed for the path itself, else for its nearest
+    /// listed ancestor. PVE lists every ACL path and the top-level paths with their effective
+    /// privileges, and an ACL deeper down replaces what is inherited from above, so the nearest
+    /// listed ancestor is where the effective privileges of an unlisted path come from. One gap:
+    /// a path whose ACL grants nothing (role `NoAccess`) is not listed, and then reads as its
+    /// parent.
+    public static func privileges(at path: String, in permissions: [String: Set<String>]) -> Set<String> {
+        var p = normalize(path)
+        while true {
+            if let privs = permissions[p] { return privs }
+            if p == "/" { return [] }
+            p = parent(of: p)
+        }
+    }
+
+    /// Whether `priv` holds at `path`.
+    public static func has(_ priv: String, at path: String, in permissions: [String: Set<String>]) -> Bool {
+        privileges(at: path, in: permissions).contains(priv)
+    }
+
+    /// PVE's bridge check (`check_sdn_bridge`): `SDN.Use` on `/sdn/zones/<zone>/<bridge>`, or on
+    /// one of its VLAN paths below it. A plain Linux bridge is in zone `localnetwork` (§13.1).
+    public static func canUseBridge(_ bridge: String, zone: String = "localnetwork", in permissions: [String: Set<String>]) -> Bool {
+        let path = bridgePath(bridge, zone: zone)
+        if has("SDN.Use", at: path, in: permissions) { return true }
+        return permissions.contains { $0.key.hasPrefix(path + "/") && $0.value.contains("SDN.Use") }
+    }
+
+    /// `/sdn/zones/<zone>/<bridge>` (§13.1).
+    public static func bridgePath(_ bridge: String, zone: String = "localnetwork") -> String { "/sdn/zones/\(zone)/\(bridge)" }
+
+    /// `path` without a trailing slash, `/` for the root.
+    public static func normalize(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        return p.isEmpty ? "/" : p
+    }
+
+    /// The parent of a normalised path (`/` for a top-level path and for `/`).
+    public static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+
+    /// Whether `ancestor` is `path` itself or above it, by whole components (`/vms/10` is not
+    /// above `/vms/101`).
+    public static func covers(_ ancestor: String, _ path: String) -> Bool {
+        let a = normalize(ancestor), p = normalize(path)
+        return a == "/" || a == p || p.hasPrefix(a + "/")
+    }
+}
+
+/// The parts of a backed-up guest config (`GET /nodes/{node}/vzdump/extractconfig`, §13.1) that
+/// decide whether a restore by a token is refused: bridged NICs (`SDN.Use`), CT mount points
+/// (bind/device: root only), VM host devices (`hostpciN`/`usbN`: root only unless mapped), whether
+/// a CT is privileged (`Sys.Modify` on `/` for its first restore), and the production storage ids
+/// of the disks (where a VM restore without `storage` puts them, §13.4).
+public struct BackupConfig: Sendable, Equatable {
+    /// A network device with a bridge (`net0: virtio=…,bridge=vmbr0`).
+    public struct NIC: Sendable, Equatable {
+        public var key: String
+        public var bridge: String
+        public init(key: String, bridge: String) {
+            self.key = key
+            self.bridge = bridge
+        }
+    }
+
+    /// A CT mount point (`mpN`): a volume on a storage, a host directory (bind) or a host device.
+    public struct MountPoint: Sendable, Equatable {
+        public enum Kind: String, Sendable { case volume, bind, device }
+        public var key: String
+        public var kind: Kind
+        /// The storage id of a volume mount point.
+        public var storage: String?
+        public init(key: String, kind: Kind, storage: String?) {
+            self.key = key
+            self.kind = kind
+            self.storage = storage
+        }
+    }
+
+    /// A VM host device (`hostpciN`, `usbN`): real (root only), mapped (`Mapping.Use`) or, for USB,
+    /// the SPICE redirection (no host device).
+    public struct HostDevice: Sendable, Equatable {
+        public var key: String
+        /// The resource mapping's name (`mapping=NAME`), nil for a real device.
+        public var mapping: String?
+        /// `usbN: spice` (or `host=spice`): no host device.
+        public var spice: Bool
+        public init(key: String, mapping: String?, spice: Bool) {
+            self.key = key
+            self.mapping = mapping
+            self.spice = spice
+        }
+        /// `/mapping/pci/NAME` or `/mapping/usb/NAME` for a mapped device.
+        public var mappingPath: String? { mapping.map { "/mapping/\(key.hasPrefix("usb") ? "usb" : "pci")/\($0)" } }
+    }
+
+    /// A disk and the storage id it was on in production.
+    public struct Disk: Sendable, Equatable {
+        public var key: String
+        public var storage: String
+        public init(key: String, storage: String) {
+            self.key = key
+            self.storage = storage
+        }
+    }
+
+    public var type: GuestType
+    public var nics: [NIC] = []
+    public var mountPoints: [MountPoint] = []
+    public var hostDevices: [HostDevice] = []
+    public var disks: [Disk] = []
+    /// CTs: `unprivileged: 1` in the backup (a CT without it is privileged).
+    public var unprivileged = false
+
+    /// Reads the main section of a config text (snapshot and pending sections after the first
+    /// `[` line are ignored). VM disks come from the `#qmdump#map` lines when there are any
+    /// (§3.3: the storage a restore without `storage` uses), else from the drive keys.
+    public init(parsing text: String, type: GuestType) {
+        self.type = type
+        var driveDisks: [Disk] = [], mapDisks: [Disk] = []
+        for raw in text.split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[") { break }
+            if line.hasPrefix("#qmdump#map:") {
+                // #qmdump#map:<virtdev>:<devname>:<storeid>:<format>:
+                let f = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+                if f.count >= 4, !f[3].isEmpty { mapDisks.append(Disk(key: f[1], storage: f[3])) }
+                continue
+            }
+            if line.hasPrefix("#") { continue }
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let key = String(line[..<colon])
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            let fields = value.split(separator: ",").map(String.init)
+            let first = fields.first ?? ""
+            func option(_ name: String) -> String? {
+                fields.first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
+            }
+            if Self.isIndexed(key, "net"), let bridge = option("bridge") {
+                nics.append(NIC(key: key, bridge: bridge))
+            } else if key == "unprivileged" {
+                unprivileged = value == "1"
+            } else if type == .ct && (key == "rootfs" || Self.isIndexed(key, "mp")) {
+                let volume = option("volume") ?? (first.contains("=") ? "" : first)
+                let kind: MountPoint.Kind = volume.hasPrefix("/dev/") ? .device : volume.hasPrefix("/") ? .bind : .volume
+                let storage = kind == .volume ? volume.split(separator: ":").first.map(String.init) : nil
+                if key != "rootfs" { mountPoints.append(MountPoint(key: key, kind: kind, storage: storage)) }
+                if let storage { driveDisks.append(Disk(key: key, storage: storage)) }
+            } else if type == .vm && (Self.isIndexed(key, "hostpci") || Self.isIndexed(key, "usb")) {
+                let host = option("host") ?? (first.contains("=") ? nil : first)
+                hostDevices.append(HostDevice(key: key, mapping: option("mapping"),
+                                              spice: key.hasPrefix("usb") && host?.lowercased() == "spice"))
+            } else if type == .vm && Self.isDrive(key) {
+                if first == "none" || fields.contains("media=cdrom") || first.hasPrefix("/") { continue }
+                let volume = option("file") ?? first
+                if let storage = volume.split(separator: ":", maxSplits: 1).first, volume.contains(":") {
+                    driveDisks.append(Disk(key: key, storage: String(storage)))
+                }
+            }
+        }
+        disks = mapDisks.isEmpty ? driveDisks : mapDisks
+    }
+
+    /// The production storage ids of the disks, each once, in order.
+    public var diskStorages: [String] {
+        var seen = Set<String>()
+        return disks.map(\.storage).filter { seen.insert($0).inserted }
+    }
+
+    static func isIndexed(_ key: String, _ prefix: String) -> Bool {
+        key.hasPrefix(prefix) && key.count > prefix.count && key.dropFirst(prefix.count).allSatisfy(\.isNumber)
+    }
+
+    static func isDrive(_ key: String) -> Bool {
+        ["scsi", "virtio", "sata", "ide"].contains { isIndexed(key, $0) } || key == "efidisk0" || key == "tpmstate0"
+    }
+}
+
+import Foundation

@@ -497,7 +497,7 @@ public final class PVESimulator: Sendable {
             var o: [String: JSONValue] = [
                 "id": .string("\(g.type.apiType)/\(g.vmid)"), "vmid": .number(Double(g.vmid)), "type": .string(g.type.apiType),
                 "node": .string(g.node), "status": .string(status), "template": .number(0),
-                "maxdisk": .number(Double(g.disks.reduce(0, +))), "maxcpu": .number(2), "maxmem": .number(2 * 1_073_741_824),
+                "maxdisk": .number(Double(g.disks.first ?? 0)),  // the boot disk (VM) or rootfs (CT) only (§13.4) "maxcpu": .number(2), "maxmem": .number(2 * 1_073_741_824),
                 "cpu": .number(0), "mem": .number(0), "disk": .number(0), "uptime": .number(0),
             ]
             if status != "unknown" { o["name"] = .string(g.name) }  // no name until pvestatd reports (§5.1)
@@ -539,6 +539,8 @@ public final class PVESimulator: Sendable {
             return .ok(.string(newTask(&s, now: now, type: type == .vm ? "qmstart" : "vzstart", vmid: vmid, duration: 2,
                                        lines: [], error: lockMsg, effect: lockMsg == nil ? .setStatus(vmid: vmid, status: "running") : .none).description))
         case (.post, ["status", "stop"]):
+            // Stopping a stopped CT is a synchronous 500 (§13.5); a stopped VM's stop is a no-op task.
+            if type == .ct, g.status != "running" { return .error(status: 500, message: "CT \(vmid) not running\n", errors: [:]) }
             // The lock check happens inside the task (§5.4).
             let lockMsg = g.lock.map { "\(kind) is locked (\($0))" }
             return .ok(.string(newTask(&s, now: now, type: type == .vm ? "qmstop" : "vzstop", vmid: vmid, duration: 2,

@@ -57,11 +57,18 @@ extension PVESimulator {
                 let msg = "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(scenario.node)'"
                 return .error(status: 500, message: (type == .vm ? prefix : "") + msg + "\n", errors: [:])
             }
-            if let lock = g.lock { return .error(status: 500, message: prefix + "\(kind) is locked (\(lock))\n", errors: [:]) }
+            if g.type != type {
+                // A VM restore onto a CT's VMID (or back) is refused when pmxcfs cannot create the
+                // config (EEXIST, §13.5); it never turns the guest into the other type
+                // [unverified: exact text].
+                return .error(status: 500, message: prefix + "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(scenario.node)'\n", errors: [:])
+            }
             if type == .ct {
+                // CT refusal order: running → protection → lock (§13.5).
                 if g.status == "running" { return .error(status: 500, message: "can't overwrite running container\n", errors: [:]) }
                 if g.protection { return .error(status: 500, message: prefix + "protection mode enabled\n", errors: [:]) }
             }
+            if let lock = g.lock { return .error(status: 500, message: prefix + "\(kind) is locked (\(lock))\n", errors: [:]) }
         }
         guard let volid = Volid(parsing: archiveText) else {
             return .error(status: 400, message: "Parameter verification failed.\n", errors: [type == .vm ? "archive" : "ostemplate": "unable to parse volume ID '\(archiveText)'"])
@@ -78,6 +85,7 @@ extension PVESimulator {
             s.guests[vmid] = SimGuest(vmid: vmid, type: type, name: type == .vm ? "VM \(vmid)" : "CT\(vmid)", status: "stopped",
                                       lock: "create", tags: [], description: nil, protection: false, disks: [], storage: storageID,
                                       node: scenario.node)
+            s.guests[vmid]?.newToNode = true
         }
         let source = scenario.backedUp.first { $0.vmid == volid.vmid && $0.type == volid.type && $0.storage == volid.storage }
         let entry = source.flatMap { src in backupEntries(storage: volid.storage, now: now).first { $0.volid == volid && src.vmid == $0.volid.vmid } }
@@ -85,8 +93,9 @@ extension PVESimulator {
 
         // In-task refusals (§3.1 step 2, §6): protection, running VM, wrong format, missing snapshot.
         if type == .vm, let g = existing, g.protection {
+            // The VM text has a double dash: `unable to restore VM N - - protection mode enabled` (§13.5).
             return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: [],
-                                       error: prefix + "protection mode enabled", effect: .unlock(vmid: vmid)).description))
+                                       error: prefix + "- protection mode enabled", effect: .unlock(vmid: vmid)).description))
         }
         if type == .vm, let g = existing, g.status == "running" {
             let lines = [(0.5, "error before or during data restore, some or all disks were not completely restored. VM \(vmid) state is NOT cleaned up.")]
@@ -173,6 +182,7 @@ extension PVESimulator {
         for (i, size) in disks.enumerated() {
             let target = "/dev/pve/vm-\(vmid)-disk-\(i)"
             lines.append((t, "restore proxmox backup image: /usr/bin/pbs-restore --repository \(repo) \(volid.snapshot) drive-scsi\(i).img.fidx \(target) --verbose --format raw --skip-zero"))
+            lines.append((t, "using up to 4 threads"))  // pbs-restore's own first line (§13.5)
             lines.append((t, "connecting to repository '\(repo)'"))
             lines.append((t, "open block backend for target '\(target)'"))
             lines.append((t, "starting to restore snapshot '\(volid.snapshot)'"))
@@ -278,7 +288,9 @@ extension PVESimulator {
                 g.storage = storage
                 g.lock = nil
                 g.status = start ? "running" : "stopped"
-                g.unknownUntil = task.end + 10  // pvestatd has not reported the new guest yet (§5.1)
+                // pvestatd has not reported a guest new to the node yet (§5.1); only then (§13.5).
+                if g.newToNode { g.unknownUntil = task.end + 10 }
+                g.newToNode = false
                 g.configDigestCounter += 1
                 g.extraConfig = [:]
                 s.guests[vmid] = g

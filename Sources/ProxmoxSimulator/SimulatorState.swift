@@ -15,6 +15,9 @@ struct SimGuest: Codable {
     var storage: String
     /// `status` reads `unknown` until this time (pvestatd has not reported yet, reference §5.1).
     var unknownUntil: Double?
+    /// The VMID was new to this node when its restore began: pvestatd reports it `unknown` for a
+    /// while after the restore (§5.1); a VMID it already knew keeps its status (§13.5).
+    var newToNode = false
     var configDigestCounter = 1
     var extraConfig: [String: String] = [:]
     /// VMs only: the VM generation id PVE writes at create, clone, restore (§3.1 step 2 "new
@@ -46,7 +49,7 @@ struct SimGuest: Codable {
 
     private enum CodingKeys: String, CodingKey {
         case vmid, type, name, status, lock, tags, description, protection, disks, storage, unknownUntil
-        case configDigestCounter, extraConfig, vmgenid, onboot, node
+        case configDigestCounter, extraConfig, vmgenid, onboot, node, newToNode
     }
 
     /// Reads states saved before `vmgenid`/`onboot`/`node` existed too (`node` then reads "" and
@@ -69,6 +72,7 @@ struct SimGuest: Codable {
         vmgenid = try c.decodeIfPresent(String.self, forKey: .vmgenid)
         onboot = try c.decodeIfPresent(Bool.self, forKey: .onboot) ?? false
         node = try c.decodeIfPresent(String.self, forKey: .node) ?? ""
+        newToNode = try c.decodeIfPresent(Bool.self, forKey: .newToNode) ?? false
     }
 
     func visibleStatus(at now: Double) -> String {

@@ -39,10 +39,13 @@ struct VMIDSet: Sendable, Equatable {
                     out.append(vmidRange)
                 } else {
                     // `?` only: every number of that many digits matching it (at most 10^k, k small).
+                    // No `?` either (digits Int() does not read, such as non-ASCII ones): nothing
+                    // it can match is a VMID we could list, so it adds nothing.
                     let q = g.filter { $0 == "?" }.count
                     guard q <= 4 else { bounded = false; out.append(vmidRange); continue }
+                    guard q > 0 else { continue }
                     for n in 0..<Self.pow10(q) {
-                        var digits = Array(String(repeating: "0", count: q - String(n).count) + String(n))
+                        var digits = Array(String(repeating: "0", count: max(0, q - String(n).count)) + String(n))
                         let text = String(g.map { ch -> Character in ch == "?" ? digits.removeFirst() : ch })
                         if let v = Int(text), String(v).count == g.count { out.append(v...v) }
                     }

@@ -143,6 +143,15 @@ struct OwnershipTests {
         #expect(throws: ConfigError.self) { _ = try StandbyConfig.parse(yaml: hugeMargin) }
     }
 
+    /// Found by the config fuzzer: a "glob" of digits Int() does not read (no `?`, no `*`) made
+    /// the slot map pad a number to a negative width.
+    @Test func globsWithoutWildcardsDoNotTrapTheSlotMap() throws {
+        _ = try? StandbyConfig.parse(yaml: "sources:\n  - {storage: a, include: [\"١٢٣\"]}\n  - {storage: b, include: [\"1?3\"]}\n")
+        let c = try StandbyConfig.parse(yaml: "sources:\n  - {storage: a, include: [\"1?3\"]}\n  - {storage: b, include: [\"2?3\"]}\n")
+        #expect(c.sources.count == 2, "disjoint ? globs at the same offset are fine")
+        #expect(throws: ConfigError.self) { _ = try StandbyConfig.parse(yaml: "sources:\n  - {storage: a, include: [\"1?3\"]}\n  - {storage: b, include: [153]}\n") }
+    }
+
     @Test func slotConflictsBlockEveryClaimant() {
         let a = GuestKey(source: "a", vmid: 101), b = GuestKey(source: "b", vmid: 101)
         let c = SlotMap.conflicts([.init(key: a, target: 101, secondary: false), .init(key: a, target: 100_101, secondary: true),

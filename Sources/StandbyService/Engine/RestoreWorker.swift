@@ -112,7 +112,13 @@ extension Reconciler {
             persist("task of restore \(historyID)") { try $0.setUPID(historyID, upidText) }
             setUPID(job.key, upid)
             tracker = progressBox.tracker
-            outcome = try await follow(upid, key: job.key, diskSizes: tracker.diskSizes, job: job)
+            // Each disk's size from the backup's config: without them the ratio of a multi-disk
+            // VM would fall back when the second disk starts.
+            var sizes = tracker.diskSizes
+            if sizes.isEmpty, job.type == .vm, let text = try? await client.backupConfig(node: node, volid: job.backup.volid) {
+                sizes = ProxmoxClient.backupDiskSizes(in: text)
+            }
+            outcome = try await follow(upid, key: job.key, diskSizes: sizes, job: job)
         } catch is CancellationError {
             outcome = client.transport.runsTasksSynchronously ? .interrupted("service stopped during a pvesh restore") : .detached
         } catch let error as ProxmoxError {
@@ -127,6 +133,7 @@ extension Reconciler {
     func follow(_ upid: UPID, key: GuestKey?, diskSizes: [Int64], job: RestoreJob? = nil) async throws -> RestoreOutcome {
         var tracker = RestoreProgress(diskSizes: diskSizes)
         var seen = 0
+        var shown = 0.0
         let deadline = clock.now() + config.restore.taskTimeout.seconds
         let interval = config.restore.taskPollInterval?.seconds ?? max(0.5, min(5, config.restore.pollInterval.seconds / 4))
         var transientErrors = 0
@@ -144,7 +151,9 @@ extension Reconciler {
                         tracker.consume(l.t)
                         seen = l.n
                     }
-                    setProgress(key, status.running ? min(tracker.ratio, 0.999) : tracker.ratio)
+                    // Never backwards (a ratio estimated without disk sizes can fall at a disk change).
+                    shown = max(shown, status.running ? min(tracker.ratio, 0.999) : tracker.ratio)
+                    setProgress(key, shown)
                 }
                 transientErrors = 0
                 unreachableSince = nil

@@ -132,9 +132,12 @@ public struct BackupConfig: Sendable, Equatable {
     public struct Disk: Sendable, Equatable {
         public var key: String
         public var storage: String
-        public init(key: String, storage: String) {
+        /// The drive's `size=` in bytes, when given (K, M, G, T).
+        public var size: Int64?
+        public init(key: String, storage: String, size: Int64? = nil) {
             self.key = key
             self.storage = storage
+            self.size = size
         }
     }
 
@@ -145,6 +148,8 @@ public struct BackupConfig: Sendable, Equatable {
     public var disks: [Disk] = []
     /// CTs: `unprivileged: 1` in the backup (a CT without it is privileged).
     public var unprivileged = false
+    /// `onboot: 1` in the backup (restores pass `onboot=0`; `failover` puts this back).
+    public var onboot = false
 
     /// Reads the main section of a config text (snapshot and pending sections after the first
     /// `[` line are ignored). VM disks come from the `#qmdump#map` lines when there are any
@@ -152,6 +157,7 @@ public struct BackupConfig: Sendable, Equatable {
     public init(parsing text: String, type: GuestType) {
         self.type = type
         var driveDisks: [Disk] = [], mapDisks: [Disk] = []
+        var sizes: [String: Int64] = [:]
         for raw in text.split(separator: "\n") {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("[") { break }
@@ -170,10 +176,13 @@ public struct BackupConfig: Sendable, Equatable {
             func option(_ name: String) -> String? {
                 fields.first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
             }
+            if let size = option("size").flatMap(Self.bytes) { sizes[key] = size }
             if Self.isIndexed(key, "net"), let bridge = option("bridge") {
                 nics.append(NIC(key: key, bridge: bridge))
             } else if key == "unprivileged" {
                 unprivileged = value == "1"
+            } else if key == "onboot" {
+                onboot = value == "1"
             } else if type == .ct && (key == "rootfs" || Self.isIndexed(key, "mp")) {
                 let volume = option("volume") ?? (first.contains("=") ? "" : first)
                 let kind: MountPoint.Kind = volume.hasPrefix("/dev/") ? .device : volume.hasPrefix("/") ? .bind : .volume
@@ -192,7 +201,27 @@ public struct BackupConfig: Sendable, Equatable {
                 }
             }
         }
-        disks = mapDisks.isEmpty ? driveDisks : mapDisks
+        disks = (mapDisks.isEmpty ? driveDisks : mapDisks).map { d in
+            var d = d
+            d.size = sizes[d.key]
+            return d
+        }
+    }
+
+    /// Each disk's size in the order pbs-restore restores them (§3.3); empty when one is unknown.
+    /// Known before a task is followed, they keep a multi-disk restore's progress from falling.
+    public var diskSizes: [Int64] {
+        let s = disks.compactMap(\.size)
+        return s.count == disks.count ? s : []
+    }
+
+    /// `32G`, `512M`, `4K`, `1T` (or plain bytes) in bytes, clamped to 1 EiB.
+    static func bytes(_ text: String) -> Int64? {
+        let units: [Character: Double] = ["K": 1024, "M": 1_048_576, "G": 1_073_741_824, "T": 1_099_511_627_776]
+        guard let last = text.last else { return nil }
+        let (number, factor) = units[last].map { (text.dropLast(), $0) } ?? (Substring(text), 1)
+        guard let n = Double(number), n.isFinite, n >= 0 else { return nil }
+        return Int64(min(n * factor, Double(1 << 60)))
     }
 
     /// The production storage ids of the disks, each once, in order.

@@ -197,66 +197,6 @@ public struct ProxmoxClient: Sendable {
         return text
     }
 
-    /// The value of `key` in a PVE config text (`key: value` lines of the main section).
-    public static func configValue(_ key: String, in text: String) -> String? {
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("[") { break }  // snapshot or pending sections follow
-            if line.hasPrefix("\(key): ") { return String(line.dropFirst(key.count + 2)) }
-        }
-        return nil
-    }
-
-    /// The storage ids a backed-up config's disks name: VM `#qmdump#map:<dev>:<drive>:<storeid>:<fmt>:`
-    /// lines (§3.3), CT `rootfs:`/`mpN:` volumes `<storeid>:<volume>` (bind mounts name a path).
-    public static func backupDiskStorages(in text: String) -> [String] {
-        var out: [String] = []
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("[") { break }
-            if line.hasPrefix("#qmdump#map:") {
-                let parts = line.split(separator: ":", omittingEmptySubsequences: false)
-                if parts.count >= 4, !parts[3].isEmpty { out.append(String(parts[3])) }
-            } else if line.hasPrefix("rootfs: ") || (line.hasPrefix("mp") && line.contains(": ")) {
-                let value = line[line.index(after: line.firstIndex(of: " ")!)...]
-                let volume = value.split(separator: ",").first.map(String.init) ?? ""
-                if !volume.hasPrefix("/"), let colon = volume.firstIndex(of: ":") { out.append(String(volume[..<colon])) }
-            }
-        }
-        return out
-    }
-
-    /// The sizes of a backed-up VM's disks in the order pbs-restore restores them (the
-    /// `#qmdump#map` lines, §3.3), from each drive's `size=` (K, M, G, T); empty when one is missing.
-    /// Known before the task is followed, they keep a multi-disk restore's progress from going back.
-    public static func backupDiskSizes(in text: String) -> [Int64] {
-        var drives: [String: String] = [:]
-        var order: [String] = []
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("[") { break }
-            if line.hasPrefix("#qmdump#map:") {
-                let parts = line.split(separator: ":", omittingEmptySubsequences: false)
-                if parts.count >= 2 { order.append(String(parts[1])) }
-            } else if let colon = line.firstIndex(of: ":"), !line.hasPrefix("#") {
-                drives[String(line[..<colon])] = String(line[line.index(after: colon)...])
-            }
-        }
-        var sizes: [Int64] = []
-        for dev in order {
-            guard let value = drives[dev], let size = value.split(separator: ",").first(where: { $0.hasPrefix("size=") }) else { return [] }
-            let text = size.dropFirst(5)
-            guard let unit = text.last, let n = Double(text.dropLast()) else { return [] }
-            let factor: Double
-            switch unit {
-            case "K": factor = 1024
-            case "M": factor = 1_048_576
-            case "G": factor = 1_073_741_824
-            case "T": factor = 1_099_511_627_776
-            default: return []
-            }
-            sizes.append(clampBytes(Int(min(n * factor, 1e18))))
-        }
-        return sizes
-    }
-
     /// `GET /nodes/{node}/tasks/{upid}/status`.
     public func taskStatus(_ upid: UPID) async throws(ProxmoxError) -> TaskStatus {
         let path = "/nodes/\(upid.node)/tasks/\(upid.description)/status"

@@ -49,6 +49,9 @@ public enum RestoreProbe {
         if let ts = settings.targetStorage {
             if let s = c.storages[ts] {
                 if !s.content.contains(content) { out.append("target storage '\(ts)' does not allow \(what) (content \(content))") }
+                if !s.enabled || !s.active {
+                    out.append("target storage '\(ts)' is not \(s.enabled ? "active" : "enabled") on node \(c.node) (a forced restore would free the copy's disks and then fail)")
+                }
             } else {
                 out.append("target storage '\(ts)' does not exist on node \(c.node)")
             }

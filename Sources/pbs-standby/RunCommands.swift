@@ -97,6 +97,11 @@ struct CheckConfigCommand: AsyncParsableCommand {
             print("workers \(config.restore.workers) poll \(formatDuration(config.restore.pollInterval)) rpo_target \(formatDuration(config.restore.rpoTarget))")
             for src in config.sources {
                 print("source \(src.storage) -> target storage \(src.targetStorage ?? "(from backup)") vmid_offset \(src.vmidOffset) priority \(src.priority) rpo_target \(formatDuration(src.rpoTarget ?? config.restore.rpoTarget))")
+                if src.targetStorage == nil {
+                    // Reference §13.4: a CT restore without `storage` goes to `local`, which a stock
+                    // node does not allow for containers; VM disks go to the production storage ids.
+                    print("  warning: source \(src.storage) has no target_storage: containers would be restored to 'local' (PVE's default; a stock 'local' refuses container directories) and VM disks to the storage ids recorded in each backup — set target_storage (--probe checks what exists)")
+                }
             }
             for (vmid, o) in config.guests.sorted(by: { $0.key < $1.key }) {
                 print("guest \(vmid): priority \(o.priority.map(String.init) ?? "-") rpo_target \(o.rpoTarget.map(formatDuration) ?? "-") start_after_restore \(o.startAfterRestore.map { "\($0)" } ?? "-") target_storage \(o.targetStorage ?? "-")")

@@ -88,7 +88,7 @@ struct MultiDiskProgressTests {
         let upid = try await h.client.restore(.init(node: h.node, vmid: 101, archive: volid, storage: "local-lvm"))
         _ = try await h.finish(upid)
         let log = try await h.client.taskLog(upid).map(\.t)
-        let sizes = ProxmoxClient.backupDiskSizes(in: try await h.client.backupConfig(node: h.node, volid: volid))
+        let sizes = BackupConfig(parsing: try await h.client.backupConfig(node: h.node, volid: volid), type: .vm).diskSizes
         #expect(sizes == [2 * Harness.gib, 4 * Harness.gib])
         func ratios(_ sizes: [Int64]) -> [Double] {
             var p = RestoreProgress(diskSizes: sizes)

@@ -173,4 +173,21 @@ struct RestoreProbeTests {
         #expect(RestoreProbe.refusals(volid: Self.vm, config: Self.vmConfig, settings: Self.settings(101, storage: "nfs"), pool: nil, context: root)
             == ["target storage 'nfs' does not exist on node pve-standby"])
     }
+
+    /// An inactive target storage is named (a forced restore onto it would free the copy first).
+    @Test func inactiveTargetStorageIsNamed() {
+        var storages = Self.storages
+        storages["local-lvm"]?.active = false
+        let root = RestoreProbe.Context(permissions: nil, storages: storages, guests: [], node: "pve-standby")
+        #expect(RestoreProbe.refusals(volid: Self.vm, config: Self.vmConfig, settings: Self.settings(101), pool: nil, context: root)
+            == ["target storage 'local-lvm' is not active on node pve-standby (a forced restore would free the copy's disks and then fail)"])
+    }
+
+    /// The backup's disk sizes in pbs-restore's order, and its onboot (for failover).
+    @Test func backupConfigGivesDiskSizesAndOnboot() {
+        let c = BackupConfig(parsing: "onboot: 1\nscsi1: local-lvm:vm-1-disk-1,size=512M\nscsi0: local-lvm:vm-1-disk-0,size=32G\n"
+            + "#qmdump#map:scsi0:drive-scsi0:local-lvm:raw:\n#qmdump#map:scsi1:drive-scsi1:local-lvm:raw:\n", type: .vm)
+        #expect(c.onboot && c.diskSizes == [32 << 30, 512 << 20])
+        #expect(BackupConfig(parsing: "scsi0: local-lvm:vm-1-disk-0\n#qmdump#map:scsi0:drive-scsi0:local-lvm:raw:\n", type: .vm).diskSizes == [])
+    }
 }

@@ -116,7 +116,7 @@ extension Reconciler {
             // VM would fall back when the second disk starts.
             var sizes = tracker.diskSizes
             if sizes.isEmpty, job.type == .vm, let text = try? await client.backupConfig(node: node, volid: job.backup.volid) {
-                sizes = ProxmoxClient.backupDiskSizes(in: text)
+                sizes = BackupConfig(parsing: text, type: .vm).diskSizes
             }
             outcome = try await follow(upid, key: job.key, diskSizes: sizes, job: job)
         } catch is CancellationError {
@@ -218,7 +218,7 @@ extension Reconciler {
                 }
                 // The backup's own onboot (restores pass onboot=0): `failover` puts it back.
                 if let text = try? await client.backupConfig(node: node, volid: job.backup.volid) {
-                    backupOnboot = ProxmoxClient.configValue("onboot", in: text) == "1"
+                    backupOnboot = BackupConfig(parsing: text, type: job.type).onboot
                 }
             } else {
                 outcome = .failure(reason: "marker_missing", message: "restore finished but the guest does not carry the pbs-standby marker for \(job.backup.volid) into \(job.settings.targetVmid)")
@@ -391,7 +391,7 @@ extension Reconciler {
             guard let text = try? await client.backupConfig(node: node, volid: job.backup.volid) else {
                 return "cannot read the backup's config to check the storages its disks go to (no target_storage set)"
             }
-            ids = ProxmoxClient.backupDiskStorages(in: text)
+            ids = BackupConfig(parsing: text, type: .vm).diskStorages
         }
         let content = job.type == .vm ? "images" : "rootdir"
         for id in Set(ids).sorted() {

@@ -38,6 +38,7 @@ enum ClientAddress {
     private static func format(_ family: Int32, _ address: UnsafeRawPointer, length: Int) -> String {
         var buffer = [CChar](repeating: 0, count: length)
         guard inet_ntop(family, address, &buffer, socklen_t(length)) != nil else { return "unknown" }
-        return String(cString: buffer)
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -66,7 +66,7 @@ public struct DetachedLauncher: Sendable {
     func launch(_ task: WorkerTask, pvesh: PveshTransport, arguments: [String]) async throws(ProxmoxError) -> JSONValue {
         let path = "/nodes/\(task.node)/tasks"
         let query: [(String, String)] = [("vmid", String(task.vmid)), ("typefilter", task.type), ("source", "all"), ("limit", "100")]
-        let before = Set(try await Self.upids(try await pvesh.plainCall(.get, path, query)))
+        let before = Set(try Self.upids(try await pvesh.plainCall(.get, path, query)))
         let id = UUID().uuidString.lowercased()
         let base = (outputDirectory as NSString).appendingPathComponent("task-\(id)")
         // The unit keeps writing to its (unlinked) output files and creates the status file when
@@ -86,7 +86,7 @@ public struct DetachedLauncher: Sendable {
         // systemd-run's own messages go to a file, not a pipe: a pipe would stay open for as long
         // as anything that inherited it runs, and the launch must not wait for the task.
         let launchErr = "\(base).launch"
-        FileManager.default.createFile(atPath: launchErr, contents: nil, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: launchErr, contents: nil, attributes: [.posixPermissions: 0o600])
         let errHandle = FileHandle(forWritingAtPath: launchErr)
         p.standardError = errHandle ?? FileHandle.nullDevice
         p.standardOutput = FileHandle.nullDevice
@@ -100,7 +100,7 @@ public struct DetachedLauncher: Sendable {
         }
         let deadline = Date().timeIntervalSince1970 + appearTimeout
         while true {
-            if let found = try? await Self.upids(try await pvesh.plainCall(.get, path, query)).first(where: { !before.contains($0) }) {
+            if let list = try? await pvesh.plainCall(.get, path, query), let found = (try? Self.upids(list))?.first(where: { !before.contains($0) }) {
                 return .string(found)
             }
             if let status = try? String(contentsOfFile: "\(base).status", encoding: .utf8), let code = Int32(status.trimmingCharacters(in: .whitespacesAndNewlines)) {

@@ -9,7 +9,7 @@ import StandbyStore
 /// Runs the real reconciler (planner, scheduling policy, queue, workers following PVE tasks)
 /// against the in-process simulator on a discrete-event clock.
 func runReconciler(_ w: Workload, policyName: String, policy: @escaping @Sendable ([RestoreCandidate]) -> [RestoreCandidate],
-                   start: Double, warmup: Double, days: Double) async throws -> Result {
+                   listingMax: Int64, start: Double, warmup: Double, days: Double) async throws -> Result {
     let wallStart = Date()
     let manual = ManualClock(start: start)
     let clock = SteppedClock(manual)
@@ -19,6 +19,7 @@ func runReconciler(_ w: Workload, policyName: String, policy: @escaping @Sendabl
     config.statePath = ":memory:"
     config.restore.workers = w.workers
     config.restore.pollInterval = .seconds(60)
+    config.restore.listingMaxInterval = .seconds(max(60, listingMax))
     config.restore.taskTimeout = .seconds(30 * 86400)
     var source = StandbyConfig.Source(storage: "pbs")
     source.targetStorage = "lvm"
@@ -47,9 +48,11 @@ func runReconciler(_ w: Workload, policyName: String, policy: @escaping @Sendabl
     }
     let history = try store.allHistory()
     let successes = history.filter { $0.result == "success" }
-    return Result(workload: w.name, policy: policyName, recorder: recorder, restores: history.count, redundant: 0,
-                  bytes: successes.map { Double($0.bytes) }.reduce(0, +), lower: Bounds.lower(w), cap: Bounds.capacityAware(w),
-                  wall: Date().timeIntervalSince(wallStart))
+    var result = Result(workload: w.name, policy: policyName, recorder: recorder, restores: history.count, redundant: 0,
+                        bytes: successes.map { Double($0.bytes) }.reduce(0, +), lower: Bounds.lower(w), cap: Bounds.capacityAware(w),
+                        wall: Date().timeIntervalSince(wallStart))
+    result.listingsPerHour = Double(reconciler.snapshot.sources.first?.listings ?? 0) / ((end - start) / 3600)
+    return result
 }
 
 /// FIFO by backup time: the oldest waiting backup first, no priorities.

@@ -55,6 +55,8 @@ struct Result {
     var lowerBound: Double
     var capBound: Double
     var wallSeconds: Double
+    /// Backup listings per simulated hour (the engine only; nil for the old script).
+    var listingsPerHour: Double?
 
     init(workload: String, policy: String, recorder r: AgeRecorder, restores: Int, redundant: Int, bytes: Double,
          lower: Double, cap: Double, wall: Double) {

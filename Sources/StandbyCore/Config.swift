@@ -29,6 +29,9 @@ public struct StandbyConfig: Sendable {
     public struct Restore: Sendable {
         public var workers = 1
         public var pollInterval: Duration = .seconds(30)
+        /// The longest gap between two backup listings of a source when nothing changes and no
+        /// backup is due (``ListingCadence``); equal to `poll_interval`: list every pass.
+        public var listingMaxInterval: Duration = .seconds(300)
         public var settle: Duration = .zero
         public var startAfterRestore = false
         public var keepPrevious = false
@@ -131,6 +134,10 @@ public struct StandbyConfig: Sendable {
             c.restore.workers = try r.int("workers", range: 1...64) ?? c.restore.workers
             c.restore.pollInterval = try r.duration("poll_interval") ?? c.restore.pollInterval
             if c.restore.pollInterval < .seconds(1) { throw r.error("poll_interval", r.node("poll_interval"), "must be at least 1s") }
+            c.restore.listingMaxInterval = try r.duration("listing_max_interval") ?? max(c.restore.pollInterval, c.restore.listingMaxInterval)
+            if c.restore.listingMaxInterval < c.restore.pollInterval || c.restore.listingMaxInterval > .seconds(3600) {
+                throw r.error("listing_max_interval", r.node("listing_max_interval"), "must be between poll_interval and 1h")
+            }
             c.restore.settle = try r.duration("settle") ?? c.restore.settle
             c.restore.startAfterRestore = try r.bool("start_after_restore") ?? false
             c.restore.keepPrevious = try r.bool("keep_previous") ?? false

@@ -58,6 +58,12 @@ public final class Reconciler: Service, Sendable {
         /// `once`: guests a restore was started for in this run. Each is restored at most once,
         /// so a `once` ends even when new backups keep appearing while it works. nil in `run`.
         var startedThisOnce: Set<GuestKey>?
+        /// The last listing of each source and when to list it again.
+        var listings: [String: SourceListing] = [:]
+    }
+
+    func newListing() -> SourceListing {
+        SourceListing(fastest: config.restore.pollInterval.seconds, slowest: config.restore.listingMaxInterval.seconds)
     }
 
     /// Creates the reconciler.
@@ -138,17 +144,30 @@ public final class Reconciler: Service, Sendable {
     public func pass(spawn: (@escaping @Sendable () async -> Void) -> Void) async {
         let now = clock.now()
         let node = config.proxmox.node
-        // 1. Catalogue: one listing per source.
+        // 1. Catalogue: one listing per source when its cadence says so (each listing makes PBS
+        // read every snapshot's manifest), else the cached one.
         var catalogue: [String: [Int: [BackupEntry]]] = [:]
         for source in config.sources {
+            let cached = state.withLock { s -> [BackupEntry]? in
+                let l = s.listings[source.storage] ?? newListing()
+                return l.due(at: now) ? nil : l.entries
+            }
+            if let cached {
+                catalogue[source.storage] = Dictionary(grouping: cached, by: { $0.volid.vmid })
+                continue
+            }
             do {
                 let entries = try await client.backups(node: node, storage: source.storage)
                 catalogue[source.storage] = Dictionary(grouping: entries, by: { $0.volid.vmid })
-                state.withLock { $0.sources[source.storage] = .init(storage: source.storage, up: true, lastRefreshAt: now, error: nil,
-                                                                      refreshErrors: $0.sources[source.storage]?.refreshErrors ?? 0) }
+                state.withLock {
+                    $0.listings[source.storage, default: newListing()].record(entries, at: now) { source.include.contains($0) && !source.exclude.contains($0) }
+                    $0.sources[source.storage] = .init(storage: source.storage, up: true, lastRefreshAt: now, error: nil,
+                                                       refreshErrors: $0.sources[source.storage]?.refreshErrors ?? 0)
+                }
             } catch {
                 logger.warning("backup listing failed", metadata: ["source": "\(source.storage)", "error": "\(error)"])
                 state.withLock { s in
+                    s.listings[source.storage, default: newListing()].recordFailure(at: now)
                     var src = s.sources[source.storage] ?? .init(storage: source.storage, up: false, lastRefreshAt: nil, error: nil, refreshErrors: 0)
                     src.up = false
                     src.error = error.description
@@ -446,7 +465,12 @@ public final class Reconciler: Service, Sendable {
             p.service.stateErrorSince = s.stateHealth.since
             p.service.stateWriteErrors = s.stateHealth.failures
             p.service.unsavedWrites = s.stateHealth.pending.count
-            p.sources = config.sources.map { s.sources[$0.storage] ?? .init(storage: $0.storage, up: false, lastRefreshAt: nil, error: "not refreshed yet", refreshErrors: 0) }
+            p.sources = config.sources.map { src in
+                var v = s.sources[src.storage] ?? .init(storage: src.storage, up: false, lastRefreshAt: nil, error: "not refreshed yet", refreshErrors: 0)
+                v.listings = s.listings[src.storage]?.count ?? 0
+                v.nextListingAt = s.listings[src.storage]?.nextAt
+                return v
+            }
             p.guests = guests
         }
         publishedIndex.withLock { $0 = index }

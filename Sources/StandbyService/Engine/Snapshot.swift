@@ -31,6 +31,10 @@ public struct StatusSnapshot: Sendable {
         public var lastRefreshAt: Double?
         public var error: String?
         public var refreshErrors: Int
+        /// Backup listings made since start (each makes PBS read every snapshot's manifest).
+        public var listings = 0
+        /// When the next listing is due (``ListingCadence``).
+        public var nextListingAt: Double?
     }
 
     public struct Backup: Sendable, Equatable {

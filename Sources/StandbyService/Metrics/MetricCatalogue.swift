@@ -13,6 +13,7 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
 
     struct State {
         var sourceErrors: [String: Int] = [:]
+        var sourceListings: [String: Int] = [:]
         var stateWriteErrors = 0
     }
 
@@ -81,6 +82,16 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
                 let delta = src.refreshErrors - st.sourceErrors[src.storage, default: 0]
                 if delta > 0 { counter.increment(by: Int64(delta)) }
                 st.sourceErrors[src.storage] = src.refreshErrors
+                let listings = registry.makeCounter(
+                    descriptor: Self.d("source_listings", "total", "Backup listings of this source (each makes PBS read every snapshot's manifest)."),
+                    labels: labels)
+                let more = src.listings - st.sourceListings[src.storage, default: 0]
+                if more > 0 { listings.increment(by: Int64(more)) }
+                st.sourceListings[src.storage] = src.listings
+                if let t = src.nextListingAt, t.isFinite {
+                    registry.makeGauge(descriptor: Self.d("source_next_listing_timestamp", "seconds", "When the next backup listing of this source is due."),
+                                       labels: labels).set(t)
+                }
             }
         }
     }

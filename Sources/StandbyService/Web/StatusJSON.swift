@@ -23,7 +23,8 @@ public enum StatusJSON {
             ]),
             "sources": .array(s.sources.map { src in
                 .object(["storage": .string(src.storage), "up": .bool(src.up), "last_refresh_at": time(src.lastRefreshAt),
-                         "error": src.error.map { .string($0) } ?? .null, "refresh_errors": .number(Double(src.refreshErrors))])
+                         "error": src.error.map { .string($0) } ?? .null, "refresh_errors": .number(Double(src.refreshErrors)),
+                         "listings": .number(Double(src.listings)), "next_listing_at": time(src.nextListingAt)])
             }),
             "guests": .array(s.guests.map { guest($0, now: now) }),
         ])

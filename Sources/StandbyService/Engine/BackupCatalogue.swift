@@ -1,0 +1,54 @@
+import ProxmoxAPI
+import StandbyCore
+
+/// The last backup listing of one source and when to list it again (``ListingCadence``): passes
+/// between two listings plan from the cached entries.
+struct SourceListing: Sendable {
+    var entries: [BackupEntry]? = nil
+    var volids: Set<String> = []
+    var cadence: ListingCadence
+    var nextAt: Double = -.infinity
+    /// Listings made (success or failure), for `pbs_standby_source_listings_total`.
+    var count = 0
+    /// Per backed-up VMID: seconds from backup time to first listing of its recent new backups
+    /// (at most 5 kept; backups present at the first listing tell nothing and are not counted).
+    var listingDelays: [Int: [Double]] = [:]
+
+    init(fastest: Double, slowest: Double) {
+        cadence = ListingCadence(fastest: fastest, slowest: slowest)
+    }
+
+    func due(at now: Double) -> Bool { entries == nil || now >= nextAt }
+
+    /// Records a successful listing at `now` and schedules the next one from the rhythms of the
+    /// guests `selected` by the source (others neither keep the cadence fast nor count as change).
+    mutating func record(_ all: [BackupEntry], at now: Double, selected: (Int) -> Bool) {
+        let listed = all.filter { selected($0.volid.vmid) }
+        let ids = Set(listed.map(\.volid.description))
+        let first = entries == nil
+        if !first {
+            for e in listed where e.isComplete && !volids.contains(e.volid.description) {
+                var d = listingDelays[e.volid.vmid, default: []]
+                d.append(max(0, now - Double(e.volid.backupTime)))
+                listingDelays[e.volid.vmid] = Array(d.suffix(5))
+            }
+        }
+        let changed = first || ids != volids
+        entries = all
+        volids = ids
+        count += 1
+        let byVmid = Dictionary(grouping: listed.filter(\.isComplete), by: \.volid.vmid)
+        listingDelays = listingDelays.filter { byVmid[$0.key] != nil }
+        let expected = byVmid.compactMap { vmid, es in
+            BackupRhythm.expectation(backupTimes: es.map(\.volid.backupTime), listingDelays: listingDelays[vmid] ?? [],
+                                     fastest: cadence.fastest)
+        }
+        nextAt = cadence.next(after: now, changed: changed, expected: expected)
+    }
+
+    /// Records a failed listing: retry at the fastest rate.
+    mutating func recordFailure(at now: Double) {
+        count += 1
+        nextAt = cadence.next(after: now, changed: true, expected: [])
+    }
+}

@@ -117,6 +117,16 @@ public struct ProxmoxClient: Sendable {
         _ = try await transport.call(.put, path, parameters: params)
     }
 
+    /// Removes a VM's `lock` (what `qm unlock` does): `PUT /nodes/{node}/qemu/{vmid}/config` with
+    /// `delete=lock`, `skiplock=1` and the `digest` the caller read. Only `root@pam` may use
+    /// `skiplock` ("Only root may use this option.", qemu-server API2/Qemu.pm `update_vm`), so only
+    /// the pvesh transport can. Containers have no such call: pve-container's config update checks
+    /// the lock without a `skiplock` (API2/LXC/Config.pm), only the `pct unlock` CLI removes it.
+    public func clearVMLock(node: String, vmid: Int, digest: String) async throws(ProxmoxError) {
+        _ = try await transport.call(.put, "/nodes/\(node)/qemu/\(vmid)/config",
+                                     parameters: [("delete", "lock"), ("skiplock", "1"), ("digest", digest)])
+    }
+
     /// `GET /nodes/{node}/{qemu|lxc}/{vmid}/status/current` (reference §5.2): the power state and
     /// lock right now (the re-check immediately before a stop, forced restore or destroy).
     public func guestStatus(node: String, type: GuestType, vmid: Int) async throws(ProxmoxError) -> (status: String, lock: String?) {

@@ -562,8 +562,15 @@ public final class PVESimulator: Sendable {
     /// `PUT …/config` (§5.3): `tags`, `description`, `onboot` and `delete` (keys separated by `,`,
     /// `;` or spaces), refused on a changed `digest` or a lock; every change bumps the digest.
     private func putConfig(_ s: inout State, _ g: SimGuest, kind: String, _ p: [String: String]) -> SimResult {
+        let skiplock = p["skiplock"].flatMap(Self.parseBoolean) ?? false
+        if skiplock, !scenario.callerIsRoot || g.type == .ct {
+            // qemu-server: root@pam only; pve-container's config update has no skiplock at all.
+            return .error(status: 400, message: "Parameter verification failed.\n",
+                          errors: ["skiplock": g.type == .ct ? "property is not defined in schema and the schema does not allow additional properties"
+                                                              : "Only root may use this option."])
+        }
         if let d = p["digest"], d != g.digest { return .error(status: 500, message: "checksum mismatch (file change by other user?)\n", errors: [:]) }
-        if let l = g.lock { return .error(status: 500, message: "\(kind) is locked (\(l))\n", errors: [:]) }
+        if let l = g.lock, !skiplock { return .error(status: 500, message: "\(kind) is locked (\(l))\n", errors: [:]) }
         var errors: [String: String] = [:]
         var onboot: Bool?
         if let text = p["onboot"] {
@@ -585,6 +592,7 @@ public final class PVESimulator: Sendable {
             case "onboot": ng.onboot = false
             case "description": ng.description = nil
             case "tags": ng.tags = []
+            case "lock": ng.lock = nil  // a fast-plug option: applied at once (§5.3)
             // Other keys: removed when the simulator holds them; deleting an unset key only warns
             // [unverified: qemu-server's "cannot delete '<key>' - not set in current configuration!"].
             default: ng.extraConfig[key] = nil

@@ -161,6 +161,9 @@ public struct Scenario: Sendable {
     /// The ACLs of the simulator's token (`acls:`); nil (no `acls` key): the token may do
     /// everything PVE lets a token do (the literal `root@pam` stays the only root).
     public var acls: [ACL]?
+    /// The API's caller is `root@pam` (as under pvesh, which runs handlers as root@pam, §1.3):
+    /// root-only parameters such as `skiplock` are accepted. False for a token.
+    public var callerIsRoot = false
     /// Restore throughput in bytes per second (reference: pbs-restore speeds of ~300 MiB/s).
     public var restoreBytesPerSecond: Double = 300 * 1_048_576
     /// Backup throughput: a backup of size S is listed with size 1 for S / this (in progress, §2).
@@ -253,6 +256,7 @@ extension Scenario {
             try m.finish()
         }
         s.acls = try parseACLs(root)
+        s.callerIsRoot = try root.bool("caller_is_root") ?? false
         try root.finish()
         if s.pbsStorages.isEmpty { s.pbsStorages = [PBSStorage(id: "pbs-prod", datastore: "store1")] }
         if s.targetStorages.isEmpty { s.targetStorages = [TargetStorage(id: "local-lvm", total: 4 << 40)] }

@@ -379,6 +379,10 @@ extension PVESimulator {
         // `limit=0`: no limit [unverified].
         let limit = p["limit"].flatMap(Int.init).map { $0 <= 0 ? Int.max : $0 } ?? 50
         var skip = max(0, p["start"].flatMap(Int.init) ?? 0)
+        // Without `Sys.Audit` on /nodes/<node> a token sees only its own tasks [src: pve-manager
+        // PVE/API2/Tasks.pm `node_tasks` ($auditor, $check_task_user: "token only sees token tasks")].
+        let auditor = scenario.callerIsRoot || privileges(s, at: "/nodes/\(scenario.node)").contains("Sys.Audit")
+        let me = token.tokenID
         var out: [JSONValue] = []
         for key in s.taskOrder.reversed() {
             if out.count >= limit { break }
@@ -388,6 +392,7 @@ extension PVESimulator {
             if source == "archive" && running { continue }
             if let typeFilter, t.upid.type != typeFilter { continue }
             if let vmid, t.upid.id != vmid { continue }
+            if !auditor && t.upid.user != me { continue }
             if let userFilter, !userFilter.isEmpty, !t.upid.user.lowercased().contains(userFilter) { continue }
             if skip > 0 { skip -= 1; continue }
             var o = taskFields(t.upid)

@@ -18,7 +18,8 @@ public struct GuestOperations: Sendable {
         self.config = config
         self.client = client
         self.store = store
-        self.observer = SlotObserver(client: client, store: store, adoptUnmarked: false)
+        self.observer = SlotObserver(client: client, store: store, adoptUnmarked: false, node: config.proxmox.node,
+                                     callerIsRoot: config.proxmox.transport == .pvesh)
     }
 
     /// A copy proven ours: where it is and what it holds.
@@ -91,7 +92,7 @@ public struct GuestOperations: Sendable {
             throw ProxmoxError.configuration("nothing to adopt at VMID \(vmid): no guest there")
         }
         guard g.node == config.proxmox.node else { throw ProxmoxError.configuration("VMID \(vmid) is a guest on node '\(g.node)', not on the standby node") }
-        guard let id = await observer.identity(vmid: vmid, guest: g, node: config.proxmox.node) else {
+        guard let id = await observer.identity(vmid: vmid, guest: g, node: config.proxmox.node, now: Date().timeIntervalSince1970) else {
             throw ProxmoxError.configuration("cannot read the config and task list of VMID \(vmid)")
         }
         try store.update(key, targetVmid: vmid) { r in

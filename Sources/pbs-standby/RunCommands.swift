@@ -120,6 +120,10 @@ struct CheckConfigCommand: AsyncParsableCommand {
                     let p = try await client.permissions()
                     permissions = p
                     print("probe: the token's privileges read from GET /access/permissions (\(p.count) paths)")
+                    if !PVEPermissions.has("Sys.Audit", at: "/nodes/\(node)", in: p) {
+                        print("probe: missing Sys.Audit on /nodes/\(node): PVE lists only the token's own tasks, so container copies, "
+                              + "a VM's failed-restore remains and copies started by pbs-standby cannot be proven ours (blocked not_owned)")
+                    }
                 } catch {
                     print("probe: the token's privileges cannot be read (GET /access/permissions: \(error)); privileges not checked")
                 }

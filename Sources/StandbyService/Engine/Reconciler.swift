@@ -78,7 +78,8 @@ public final class Reconciler: Service, Sendable {
         self.logger = logger
         self.events = events
         self.state = Mutex(EngineState())
-        self.observer = SlotObserver(client: client, store: store, adoptUnmarked: config.restore.adopt)
+        self.observer = SlotObserver(client: client, store: store, adoptUnmarked: config.restore.adopt, node: config.proxmox.node,
+                                     callerIsRoot: config.proxmox.transport == .pvesh)
         self.published = Mutex(.initial(version: pbsStandbyVersion, startedAt: clock.now(), workers: config.restore.workers))
     }
 
@@ -279,11 +280,16 @@ public final class Reconciler: Service, Sendable {
                 input.failedAttemptsOfLatest = record?.failedVolidAttempts ?? 0
             }
             if let ts = settings.targetStorage { input.targetFreeBytes = free[ts] }
+            var staleLockCleared = false
             if let target, target.lock == "create", input.ownership.isOurs {
-                input.staleLock = await observer.noTaskRuns(vmid: target.vmid, node: node)
+                input.staleLock = await observer.noTaskRuns(vmid: target.vmid, node: node, now: now)
+                if input.staleLock {
+                    staleLockCleared = await clearStaleLock(Slot(source: key.source, vmid: vmid, type: type, target: restoreInto), guest: target,
+                                                            adoptedIdentity: record?.adoptVmid == restoreInto ? record?.adoptIdentity : nil, now: now)
+                }
             }
             if let target, target.status == "running", settings.startAfterRestore, input.ownership.isOurs {
-                input.startedByUs = await observer.startedBy(record?.startUPID, vmid: target.vmid, node: node)
+                input.startedByUs = await observer.startedBy(record?.startUPID, vmid: target.vmid, node: node, now: now)
             }
             input.restoredBackupTime = restored?.backupTime
             var decision = plan(input, now: now, rules: rules)
@@ -302,6 +308,9 @@ public final class Reconciler: Service, Sendable {
                 blocked = r
                 switch r {
                 case .slotConflict: detail = input.slotConflict
+                case .staleLock where staleLockCleared:
+                    detail = "VMID \(restoreInto) had a stale 'lock: create' (our failed restore's remains, no task running): "
+                        + "cleared through pvesh as root@pam; the next pass restores over the remains"
                 case .staleLock:
                     detail = "VMID \(restoreInto) has a stale 'lock: create' and no task runs for it (node crash or killed worker): "
                         + "check the guest, then `\(type == .vm ? "qm" : "pct") unlock \(restoreInto)` as root"

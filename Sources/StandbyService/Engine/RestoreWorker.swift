@@ -368,7 +368,7 @@ extension Reconciler {
         }
         if let lock = current.lock { return "the target is locked (\(lock))" }
         if current.status == "running" {
-            guard job.stopFirst, await observer.startedBy(record?.startUPID, vmid: job.settings.targetVmid, node: node) else {
+            guard job.stopFirst, await observer.startedBy(record?.startUPID, vmid: job.settings.targetVmid, node: node, now: clock.now()) else {
                 return "the target runs and was not started by pbs-standby"
             }
         }
@@ -441,7 +441,7 @@ extension Reconciler {
         }
         do {
             if g.status == "running" {
-                guard await observer.startedBy(record?.startUPID, vmid: old, node: node) else {
+                guard await observer.startedBy(record?.startUPID, vmid: old, node: node, now: clock.now()) else {
                     logger.info("previous copy kept: it runs and pbs-standby did not start it", metadata: meta)
                     return true
                 }

@@ -24,14 +24,49 @@ final class SlotObserver: Sendable {
     let tokenUser: String?
     let adoptUnmarked: Bool
     let maxAge: Double
+    /// The node whose task list the proofs read.
+    let node: String
+    /// Whether the caller is root@pam (pvesh): it sees every task.
+    let callerIsRoot: Bool
     private let cache = Mutex<[Int: Entry]>([:])
+    /// Whether the node's task list shows other users' tasks to us (nil: not known yet), and when that was read.
+    private let visibility = Mutex<(complete: Bool?, at: Double)>((nil, -.infinity))
 
-    init(client: ProxmoxClient, store: StateStore, adoptUnmarked: Bool, maxAge: Double = 600) {
+    init(client: ProxmoxClient, store: StateStore, adoptUnmarked: Bool, node: String, callerIsRoot: Bool, maxAge: Double = 600) {
         self.client = client
         self.store = store
         self.tokenUser = client.transport.taskUser
         self.adoptUnmarked = adoptUnmarked
+        self.node = node
+        self.callerIsRoot = callerIsRoot
         self.maxAge = maxAge
+    }
+
+    /// Why the node's task list cannot prove anything, or nil when it shows every user's tasks.
+    static func partialTaskListReason(node: String) -> String {
+        "cannot be proven: the token lacks Sys.Audit on /nodes/\(node), so PVE lists only its own tasks and an "
+            + "administrator's create, restore or start at this VMID would be invisible; grant Sys.Audit on /nodes/\(node) (README: Permissions)"
+    }
+
+    /// Whether the task list shows every user's tasks: without `Sys.Audit` on `/nodes/<node>` PVE
+    /// lists only the token's own (pve-manager PVE/API2/Tasks.pm `node_tasks`), and a proof from it
+    /// would miss an administrator's tasks. Read from `GET /access/permissions?path=/nodes/<node>`
+    /// at most every `maxAge`; unknown (never read) counts as partial.
+    func taskListComplete(now: Double) async -> Bool {
+        if callerIsRoot { return true }
+        let known = visibility.withLock { $0 }
+        if let c = known.complete, now - known.at < maxAge { return c }
+        let path = "/nodes/\(node)"
+        guard let perms = try? await client.permissions(path: path) else { return known.complete ?? false }
+        let complete = PVEPermissions.has("Sys.Audit", at: path, in: perms)
+        visibility.withLock { $0 = (complete, now) }
+        return complete
+    }
+
+    /// The node's tasks of `vmid` when the list is complete (see ``taskListComplete(now:)``), else nil.
+    private func tasks(vmid: Int, now: Double) async -> [TaskSummary]? {
+        guard await taskListComplete(now: now) else { return nil }
+        return try? await client.tasks(node: node, vmid: vmid, limit: 500)
     }
 
     /// The ownership of `slot`, with the config read for it (nil when nothing was read).
@@ -56,6 +91,9 @@ final class SlotObserver: Sendable {
             // The proof needs the node's task history for this VMID.
             // 500: console sessions, starts and config changes of the VMID must not push the
             // identity-changing tasks out of the window.
+            guard await taskListComplete(now: now) else {
+                return (.notOurs(Self.partialTaskListReason(node: node)), config)  // not cached: re-read once granted
+            }
             guard let tasks = try? await client.tasks(node: node, vmid: slot.target, limit: 500) else { return (.unverified, config) }
             evidence.tasks = tasks
             result = proveOwnership(of: slot, node: node, evidence: evidence)
@@ -67,17 +105,17 @@ final class SlotObserver: Sendable {
 
     /// Whether the running guest at `vmid` was started by the start task we recorded (the newest
     /// start task listed for that VMID is `upid`): an operator's later start is not ours to stop.
-    func startedBy(_ upid: String?, vmid: Int, node: String) async -> Bool {
+    func startedBy(_ upid: String?, vmid: Int, node: String, now: Double) async -> Bool {
         guard let upid else { return false }
-        guard let tasks = try? await client.tasks(node: node, vmid: vmid, limit: 500) else { return false }
+        guard let tasks = await tasks(vmid: vmid, now: now) else { return false }
         let starts = tasks.filter { ["qmstart", "vzstart"].contains($0.upid.type) }
         return starts.max { ($0.upid.startTime, $0.upid.pid) < ($1.upid.startTime, $1.upid.pid) }?.upid.description == upid
     }
 
     /// Whether no task of `vmid` is running on the node (a `lock: create` without one is stale).
-    /// False when the task list cannot be read (no decision on missing evidence).
-    func noTaskRuns(vmid: Int, node: String) async -> Bool {
-        guard let tasks = try? await client.tasks(node: node, vmid: vmid, limit: 500) else { return false }
+    /// False when the task list cannot be read or is partial (an invisible task may run).
+    func noTaskRuns(vmid: Int, node: String, now: Double) async -> Bool {
+        guard let tasks = await tasks(vmid: vmid, now: now) else { return false }
         return !tasks.contains { $0.status == nil || $0.status == "RUNNING" }
     }
 
@@ -85,10 +123,10 @@ final class SlotObserver: Sendable {
     func invalidate(_ vmid: Int) { _ = cache.withLock { $0.removeValue(forKey: vmid) } }
 
     /// The identity of the guest at `vmid` now (for `pbs-standby adopt`); nil when it cannot be read.
-    func identity(vmid: Int, guest: GuestResource, node: String) async -> String? {
+    func identity(vmid: Int, guest: GuestResource, node: String, now: Double) async -> String? {
         guard let config = try? await client.guestConfig(node: node, type: guest.type, vmid: vmid) else { return nil }
         if let id = guestIdentity(vmid: vmid, config: config, tasks: nil) { return id }
-        guard let tasks = try? await client.tasks(node: node, vmid: vmid, limit: 500) else { return nil }
+        guard let tasks = await tasks(vmid: vmid, now: now) else { return nil }
         return guestIdentity(vmid: vmid, config: config, tasks: tasks)
     }
 }

@@ -82,15 +82,20 @@ let package = Package(
         .target(
             name: "StandbyService",
             dependencies: [
-                "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "BuildInfo",
+                "StandbyCore", "StandbyStore", "ProxmoxAPI", "MicroHTTP", "BuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
+        // Simulation scaffolding kept out of the service: engine clocks over the simulator's
+        // clocks, the discrete-event driver of the RPO benchmark and soak test, the demo config.
+        .target(
+            name: "StandbySimulation",
+            dependencies: ["StandbyService", "StandbyCore", "ProxmoxSimulator"]),
         .executableTarget(
             name: "pbs-standby",
             dependencies: [
-                "StandbyService", "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "BuildInfo", "CMalloc",
+                "StandbyService", "StandbySimulation", "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "BuildInfo", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -101,7 +106,7 @@ let package = Package(
             path: "Benchmarks/HTTPBenchServer"),
         .executableTarget(
             name: "RPOBench",
-            dependencies: ["StandbyService", "StandbyCore", "StandbyStore", "ProxmoxSimulator", "ProxmoxAPI",
+            dependencies: ["StandbyService", "StandbySimulation", "StandbyCore", "StandbyStore", "ProxmoxSimulator", "ProxmoxAPI",
                            .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/RPOBench"),
         .testTarget(
@@ -119,7 +124,7 @@ let package = Package(
             dependencies: ["StandbyCore", "ProxmoxSimulator"]),  // the simulator's seeded SplitMix64 only
         .testTarget(
             name: "StandbyServiceTests",
-            dependencies: ["StandbyService", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
+            dependencies: ["StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "PropertyBased", package: "swift-property-based"),
                            .product(name: "Logging", package: "swift-log")]),

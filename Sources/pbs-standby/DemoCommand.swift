@@ -5,6 +5,7 @@ import MicroHTTP
 import ProxmoxSimulator
 import ServiceLifecycle
 import StandbyService
+import StandbySimulation
 import StandbyStore
 
 /// `pbs-standby demo`: the real service (same code as `run`) against the in-process simulator on

@@ -4,6 +4,7 @@ import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
 import StandbyService
+import StandbySimulation
 import StandbyStore
 import Testing
 

@@ -3,6 +3,7 @@ import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
 import StandbyService
+import StandbySimulation
 import StandbyStore
 import Logging
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import StandbyService
 
 /// Runs a reconciler on a ``SteppedClock`` as a discrete-event simulation: passes every poll
 /// interval (and at once when a worker finished, as `run()` does), time moved only when every

@@ -121,7 +121,7 @@ let package = Package(
             dependencies: ["ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP"]),
         .testTarget(
             name: "StandbyCoreTests",
-            dependencies: ["StandbyCore", "ProxmoxSimulator"]),  // the simulator's seeded SplitMix64 only
+            dependencies: ["StandbyCore"]),
         .testTarget(
             name: "StandbyServiceTests",
             dependencies: ["StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",

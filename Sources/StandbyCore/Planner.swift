@@ -64,6 +64,9 @@ public struct GuestInput: Sendable {
     public var startedByUs: Bool
     /// Free bytes on the target storage, when known.
     public var targetFreeBytes: Int64?
+    /// Bytes a forced restore frees before it allocates: the copy's disks on the target storage
+    /// (VMs only; ``SlotObservation/reclaimableBytes``).
+    public var reclaimableBytes: Int64 = 0
 
     public init(source: String, vmid: Int, type: GuestType, settings: GuestSettings) {
         self.source = source
@@ -157,10 +160,10 @@ public func plan(_ g: GuestInput, now: Double, rules: PlanRules) -> Decision {
     if let retry = g.nextRetryAt, retry > now { return .waiting(until: retry) }
     if let free = g.targetFreeBytes {
         // In Double: sizes from PVE may be anything up to Int64.max; no arithmetic may trap.
-        // A forced VM restore frees the old disks first; `maxdisk` is the boot disk only (an
-        // underestimate, on the safe side). A forced CT restore allocates the new volumes before
-        // it destroys the old ones: nothing is reclaimable (reference §13.4).
-        let existing = g.type == .vm ? Double(max(0, g.target?.maxdisk ?? 0)) : 0
+        // A forced VM restore frees the old disks first — only those on the target storage make
+        // room there (a copy on another storage frees nothing here). A forced CT restore allocates
+        // the new volumes before it destroys the old ones: nothing is reclaimable (reference §13.4).
+        let existing = g.type == .vm && g.target != nil ? Double(max(0, g.reclaimableBytes)) : 0
         let needed = Double(max(0, latest.size)) * (1 + max(0, rules.spaceMargin))
         if Double(max(0, free)) + existing < needed { return .blocked(.insufficientSpace) }
     }

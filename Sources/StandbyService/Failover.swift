@@ -133,13 +133,21 @@ public struct Failover: Sendable {
     /// Live-restores and follows the task to its end; records the new copy only after `TASK OK`.
     private func liveRestore(_ k: GuestKey, newer: BackupEntry, into vmid: Int, over: Bool, say: (String) -> Void) async throws -> Bool {
         let client = operations.client, node = config.proxmox.node
-        var request = ProxmoxClient.RestoreRequest(node: node, vmid: vmid, archive: newer.volid,
-                                                   storage: config.sources.first { $0.storage == k.source }.flatMap { config.effective(source: $0, vmid: k.vmid).targetStorage })
+        guard let source = config.sources.first(where: { $0.storage == k.source }) else { return false }
+        var settings = config.effective(source: source, vmid: k.vmid)
+        settings.targetVmid = vmid
+        // The engine's restore request (marker, tag, onboot=0, pool), as a live restore; `force`
+        // only over the copy just proven ours, with --replace.
+        let action = RestoreAction(key: k, type: newer.volid.type, node: node, backup: newer, settings: settings, force: over, pool: source.pool)
+        if over, let problem = await StoragePrecheck(client: client, node: node)
+            .problem(type: action.type, targetStorage: settings.targetStorage, volid: newer.volid) {
+            say("\(k): live-restore not started: \(problem)")
+            return false
+        }
+        var request = PVETaskExecutor.request(for: action, at: Date().timeIntervalSince1970)
         request.liveRestore = true
-        request.force = over  // only over the copy just proven ours, with --replace
+        request.onboot = nil  // the serving copy keeps the backup's own onboot
         request.tags = [Marker.tag, Marker.failedOverTag]
-        request.description = Marker.description(volid: newer.volid, targetVmid: vmid, restoredAt: Date().timeIntervalSince1970)
-        request.pool = config.sources.first { $0.storage == k.source }?.pool
         let upid: UPID
         do { upid = try await client.restore(request) } catch {
             say("\(k): live-restore not started: \(error)")

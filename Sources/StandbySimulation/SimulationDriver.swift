@@ -21,7 +21,7 @@ public struct SimulationDriver: Sendable {
         let clock = self.clock
         func settle() async {
             var spins = 0
-            while clock.sleeperCount < reconciler.inFlightKeys.count && spins < 10_000_000 {
+            while clock.sleeperCount < reconciler.workersRunning && spins < 10_000_000 {
                 await Task.yield()
                 spins += 1
             }
@@ -30,7 +30,7 @@ public struct SimulationDriver: Sendable {
             var nextPass = clock.now()
             while clock.now() < end {
                 let now = clock.now()
-                if now >= nextPass || reconciler.takeWorkerFinished() {
+                if now >= nextPass || reconciler.restoreFinished {
                     await reconciler.pass { group.addTask(operation: $0) }
                     nextPass = now + poll
                     await settle()

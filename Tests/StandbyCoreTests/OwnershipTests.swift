@@ -1,6 +1,5 @@
 import ConfigSupport
 import ProxmoxAPI
-import ProxmoxSimulator
 import StandbyCore
 import Testing
 
@@ -162,7 +161,7 @@ struct OwnershipTests {
     /// Item 11 as a property: random observations with sizes, free space, times and margins
     /// anywhere in their types' ranges never trap the planner or the scheduling policy.
     @Test func plannerArithmeticPropertyOverRandomObservations() {
-        var r = SplitMix64(state: 12)
+        var r = CoreRandom(state: 12)
         for _ in 0..<20_000 {
             var g = GuestInput(source: "s", vmid: 100, type: .vm, settings: GuestSettings(targetVmid: 100, targetStorage: "t", priority: Int(truncatingIfNeeded: r.next()) % 1000, rpoTarget: .seconds(1), startAfterRestore: r.next() % 2 == 0))
             let t = Int(r.next() % 4_000_000_000)

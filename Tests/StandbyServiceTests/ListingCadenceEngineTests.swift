@@ -3,7 +3,7 @@ import Logging
 import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
-import StandbyService
+@testable import StandbyService
 import StandbySimulation
 import StandbyStore
 import Testing
@@ -86,5 +86,54 @@ struct ListingCadenceEngineTests {
         // plus one pass (and the task-follow slack).
         #expect(adaptive.offRhythmDelay <= 300 + 30 + 10, "\(adaptive.offRhythmDelay)")
         #expect(fixed.offRhythmDelay <= 30 + 10, "\(fixed.offRhythmDelay)")
+    }
+}
+
+/// The listing state of one source (review finding: a long backup is listed in progress first;
+/// its completion must count as a change, its delay must be learned, and the cadence must stay
+/// fast while it runs).
+@Suite("Source listing")
+struct SourceListingTests {
+    static func entry(_ time: Int, complete: Bool = true, verification: String? = nil) -> BackupEntry {
+        BackupEntry(volid: Volid(storage: "pbs", type: .vm, vmid: 101, backupTime: time), ctime: time, size: complete ? 500 << 30 : 1,
+                    verification: verification)
+    }
+
+    @Test func aBackupInProgressKeepsTheCadenceFastAndItsCompletionTeachesTheDelay() {
+        var l = SourceListing(fastest: 30, slowest: 300)
+        let hourly = [0, 3600, 7200].map { Self.entry($0) }
+        l.record(hourly, at: 7300) { _ in true }
+        // Nothing changes for a while: the gap grows.
+        l.record(hourly, at: l.nextAt) { _ in true }
+        l.record(hourly, at: l.nextAt) { _ in true }
+        #expect(l.nextAt - 7300 > 60)
+        // The next backup (start 10800) runs for 40 minutes: listed in progress at 11000.
+        l.record(hourly + [Self.entry(10800, complete: false)], at: 11000) { _ in true }
+        #expect(l.nextAt == 11030, "fast while a backup is in progress")
+        l.record(hourly + [Self.entry(10800, complete: false)], at: 11030) { _ in true }
+        #expect(l.nextAt == 11060, "still in progress: still fast")
+        // Complete at 13200: a change, and its delay (2400 s) is learned.
+        l.record(hourly + [Self.entry(10800)], at: 13210) { _ in true }
+        #expect(l.listingDelays[101] == [2410])
+        #expect(l.nextAt == 13240)
+        // The next expectation: 10800 + 3600 + 2410 (minus one fast gap).
+        let e = BackupRhythm.expectation(backupTimes: [0, 3600, 7200, 10800], listingDelays: [2410], fastest: 30)
+        #expect(e?.dueFrom == Double(10800 + 3600 + 2410 - 30))
+    }
+
+    @Test func aVerificationIsAChange() {
+        var l = SourceListing(fastest: 30, slowest: 300)
+        l.record([Self.entry(0)], at: 100) { _ in true }
+        l.record([Self.entry(0)], at: l.nextAt) { _ in true }
+        let backedOff = l.nextAt
+        l.record([Self.entry(0, verification: "ok")], at: backedOff) { _ in true }
+        #expect(l.nextAt == backedOff + 30)
+    }
+
+    @Test func guestsNotSelectedNeitherChangeNorKeepItFast() {
+        var l = SourceListing(fastest: 30, slowest: 300)
+        l.record([Self.entry(0)], at: 100) { _ in false }
+        l.record([Self.entry(0), Self.entry(3600, complete: false)], at: l.nextAt) { _ in false }
+        #expect(l.nextAt > 160, "an unselected guest's backup is not a reason to list fast")
     }
 }

@@ -81,16 +81,16 @@ struct PermissionFailureTests {
     }
 
     @Test func failureReasonsOfPermissionTexts() {
-        #expect(Reconciler.reason(of: .auth(path: "/nodes/n/qemu", status: 403, message: "Permission check failed")) == "permission")
-        #expect(Reconciler.reason(of: .auth(path: "/nodes/n/qemu", status: 403, message: "Permission check failed (/storage/x, Datastore.AllocateSpace)")) == "permission")
-        #expect(Reconciler.reason(of: .auth(path: "/nodes/n/qemu", status: 401, message: "authentication failed")) == "auth_error")
+        #expect(FailureReason.of(.auth(path: "/nodes/n/qemu", status: 403, message: "Permission check failed")).rawValue == "permission")
+        #expect(FailureReason.of(.auth(path: "/nodes/n/qemu", status: 403, message: "Permission check failed (/storage/x, Datastore.AllocateSpace)")).rawValue == "permission")
+        #expect(FailureReason.of(.auth(path: "/nodes/n/qemu", status: 401, message: "authentication failed")).rawValue == "auth_error")
         for text in ["Permission check failed (/sdn/zones/localnetwork/vmbr0, SDN.Use)",
                      "unable to restore CT 201 - Permission check failed (/, Sys.Modify)",
                      "unable to restore CT 201 - restoring 'mp0' to bind mount is only possible for root",
                      "only root can set 'hostpci0' config for non-mapped devices", "only root can set 'usb0' config for real devices"] {
-            #expect(Reconciler.taskReason(text) == "permission", "\(text)")
+            #expect(FailureReason.ofTask(text).rawValue == "permission", "\(text)")
         }
-        #expect(Reconciler.taskReason("unable to restore VM 101 - vm is running") == "refused_running")
+        #expect(FailureReason.ofTask("unable to restore VM 101 - vm is running").rawValue == "refused_running")
     }
 }
 

@@ -5,7 +5,9 @@ import StandbyCore
 /// between two listings plan from the cached entries.
 struct SourceListing: Sendable {
     var entries: [BackupEntry]? = nil
-    var volids: Set<String> = []
+    /// Per selected volid: complete or not, and its verification state. A backup in progress is
+    /// listed already (size 1); its completion and a verification are changes too.
+    var seen: [String: String] = [:]
     var cadence: ListingCadence
     var nextAt: Double = -.infinity
     /// Listings made (success or failure), for `pbs_standby_source_listings_total`.
@@ -24,18 +26,21 @@ struct SourceListing: Sendable {
     /// guests `selected` by the source (others neither keep the cadence fast nor count as change).
     mutating func record(_ all: [BackupEntry], at now: Double, selected: (Int) -> Bool) {
         let listed = all.filter { selected($0.volid.vmid) }
-        let ids = Set(listed.map(\.volid.description))
+        let state = Dictionary(listed.map { ($0.volid.description, "\($0.isComplete)|\($0.verification ?? "")") }) { a, _ in a }
         let first = entries == nil
         if !first {
-            for e in listed where e.isComplete && !volids.contains(e.volid.description) {
+            // The listing delay of a backup: from its start time to the first listing that shows it complete.
+            for e in listed where e.isComplete && seen[e.volid.description]?.hasPrefix("true|") != true {
                 var d = listingDelays[e.volid.vmid, default: []]
                 d.append(max(0, now - Double(e.volid.backupTime)))
                 listingDelays[e.volid.vmid] = Array(d.suffix(5))
             }
         }
-        let changed = first || ids != volids
+        let changed = first || state != seen
+        // A backup in progress will complete soon: list at the fastest rate until it does.
+        let running = listed.contains { !$0.isComplete }
         entries = all
-        volids = ids
+        seen = state
         count += 1
         let byVmid = Dictionary(grouping: listed.filter(\.isComplete), by: \.volid.vmid)
         listingDelays = listingDelays.filter { byVmid[$0.key] != nil }
@@ -43,7 +48,7 @@ struct SourceListing: Sendable {
             BackupRhythm.expectation(backupTimes: es.map(\.volid.backupTime), listingDelays: listingDelays[vmid] ?? [],
                                      fastest: cadence.fastest)
         }
-        nextAt = cadence.next(after: now, changed: changed, expected: expected)
+        nextAt = cadence.next(after: now, changed: changed || running, expected: expected)
     }
 
     /// Records a failed listing: retry at the fastest rate.

@@ -1,0 +1,63 @@
+import ProxmoxAPI
+
+/// Why a restore failed: the bounded values of the `reason` label of
+/// `pbs_standby_restore_failures_total` (a contract test lists them all).
+public enum FailureReason: String, Sendable, CaseIterable, Codable {
+    /// The PVE task ended with an error not classified below.
+    case taskError = "task_error"
+    /// The API refused or failed the call (HTTP 5xx, 400, unreadable answer).
+    case apiError = "api_error"
+    case authError = "auth_error"
+    case configError = "config_error"
+    /// Still running after `restore.task_timeout` (left running in PVE).
+    case timeout
+    /// The restore could not be followed to an end (a pvesh child stopped with the service).
+    case interrupted
+    case refusedRunning = "refused_running"
+    case refusedLocked = "refused_locked"
+    case refusedNotOwned = "refused_not_owned"
+    case refusedProtected = "refused_protected"
+    case insufficientSpace = "insufficient_space"
+    /// A missing privilege or a root-only part of the backup (reference §3.1, §13.1): not retried
+    /// on the backoff schedule, the guest waits for a newer backup.
+    case permission
+    /// `TASK OK`, but the guest does not carry our marker for this backup and VMID.
+    case markerMissing = "marker_missing"
+    /// The restore could not be recorded in the state file first, so it was not started.
+    case stateError = "state_error"
+    /// A chunk in the source datastore is corrupt or missing (delta restore).
+    case sourceCorrupt = "source_corrupt"
+
+    /// The reason of a PVE API error. A 403 `Permission check failed …` is `permission`.
+    public static func of(_ error: ProxmoxError) -> FailureReason {
+        if case .auth(_, 403, let message) = error, message.contains("Permission check failed") { return .permission }
+        switch error {
+        case .refused(_, let r, _):
+            switch r {
+            case .locked: return .refusedLocked
+            case .running: return .refusedRunning
+            case .exists: return .refusedNotOwned
+            case .protected: return .refusedProtected
+            }
+        case .transient, .server, .badRequest, .decoding: return .apiError
+        case .auth: return .authError
+        case .configuration: return .configError
+        }
+    }
+
+    /// The reason of a task's exit status. `permission`: the worker's checks on the backed-up
+    /// config (§13.1) — `Permission check failed (PATH, PRIV)` (a bridge's `SDN.Use`, `Sys.Modify`
+    /// for a privileged CT, `Mapping.Use`) or a root-only part (bind or device mount point, host
+    /// PCI/USB device).
+    public static func ofTask(_ exit: String) -> FailureReason {
+        let t = exit.lowercased()
+        if t.contains("permission check failed") || t.contains("only possible for root") || t.contains("only root can") {
+            return .permission
+        }
+        if t.contains("free space") || t.contains("no space") { return .insufficientSpace }
+        if t.contains("vm is running") || t.contains("is running") { return .refusedRunning }
+        if t.contains("is locked") { return .refusedLocked }
+        if t.contains("protection mode") { return .refusedProtected }
+        return .taskError
+    }
+}

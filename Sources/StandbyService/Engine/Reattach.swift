@@ -1,0 +1,70 @@
+import Foundation
+import Logging
+import ProxmoxAPI
+import StandbyCore
+import StandbyStore
+
+extension Reconciler {
+    /// At start: restores recorded as running are followed to their real end, never restarted.
+    func reattach(spawn: (@escaping @Sendable () async -> Void) -> Void) async {
+        let c = context
+        guard let running = try? c.store.runningRestores(), !running.isEmpty else { return }
+        for h in running {
+            let key = GuestKey(source: h.source, vmid: h.vmid)
+            guard let volid = Volid(parsing: h.volid), let historyID = h.id else { continue }
+            var upid = h.upid.flatMap(UPID.init(parsing:))
+            if upid == nil { upid = await findTask(of: h, key: key, volid: volid) }
+            guard let upid else {
+                let now = c.clock.now()
+                c.writer.persist("end of restore \(historyID)") {
+                    try $0.finishRestore(historyID, result: "interrupted", error: "no PVE task found after a restart", at: now)
+                }
+                continue
+            }
+            let source = config.sources.first { $0.storage == h.source }
+            var settings = source.map { config.effective(source: $0, vmid: h.vmid) }
+                ?? GuestSettings(targetVmid: h.targetVmid, targetStorage: nil, priority: 0, rpoTarget: config.restore.rpoTarget, startAfterRestore: false)
+            // The slot the task restores into is the one recorded (with keep_previous it is not
+            // always the primary).
+            settings.targetVmid = h.targetVmid
+            let record = try? c.store.guest(key)
+            let action = RestoreAction(key: key, type: volid.type, node: c.node, backup: BackupEntry(volid: volid, ctime: volid.backupTime, size: h.bytes),
+                                       settings: settings, liveVmid: record?.liveVmid.flatMap { $0 == h.targetVmid ? nil : $0 }, pool: source?.pool)
+            state.withLock { $0.inFlight[key] = InFlight(volid: volid, startedAt: h.startedAt, upid: upid) }
+            let meta: Logger.Metadata = ["vmid": "\(h.vmid)", "upid": "\(upid)", "volid": "\(volid)"]
+            c.logger.info("re-attaching to a restore task started before the restart", metadata: meta)
+            let giveUp = state.withLock { $0.unreachableGiveUp }
+            spawn(worker {
+                let executor = self.executors[action.executor] ?? self.executors[.pveTask]!
+                let outcome = await executor.reattach(action, upid: upid, historyID: historyID,
+                                                      run: RestoreRun(key: key, events: c.events, giveUp: giveUp, expectedSeconds: nil))
+                let end = RestoreRecorder(context: c).record(outcome, action: action, historyID: historyID, started: h.startedAt, meta: meta)
+                if case .unreachable = outcome { return }
+                c.events.emit(.finished(key, state: end.state, bytesPerSecond: end.bytesPerSecond))
+            })
+        }
+    }
+
+    /// Crashed between the POST and storing the UPID: the task in the node's list — the earliest
+    /// restore task of the target VMID that no earlier attempt of ours recorded, started at most
+    /// 5 minutes before our row (PVE's clock is not ours: the API may be served by another node,
+    /// or, in tests, by a simulator on its own clock), and only one our token started (an
+    /// administrator's restore of that VMID while we were down is not ours to follow).
+    func findTask(of h: HistoryRecord, key: GuestKey, volid: Volid) async -> UPID? {
+        let c = context
+        let type = volid.type == .vm ? "qmrestore" : "vzrestore"
+        let tasks = (try? await c.client.tasks(node: c.node, typeFilter: type, vmid: h.targetVmid)) ?? []
+        let known = Set(((try? c.store.history(key, limit: 50)) ?? []).compactMap(\.upid))
+        let user = c.client.transport.taskUser
+        let earliest = h.startedAt - 300, latest = h.startedAt + 300 + config.proxmox.timeout.seconds
+        let upid = tasks.map(\.upid).filter { u in
+            let t = Double(u.startTime)
+            return !known.contains(u.description) && t >= earliest && t <= latest && (user == nil || u.user == user)
+        }.min { $0.startTime < $1.startTime }
+        if let upid, let id = h.id {
+            let text = upid.description
+            c.writer.persist("task of restore \(id)") { try $0.setUPID(id, text) }
+        }
+        return upid
+    }
+}

@@ -92,10 +92,18 @@ let package = Package(
         .target(
             name: "StandbySimulation",
             dependencies: ["StandbyService", "StandbyCore", "ProxmoxSimulator"]),
+        // C: libzstd's decompression API (PBS chunk blobs). Only PBSDatastore imports it.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // The PBS on-disk datastore format (blobs, .fidx, chunk store, manifest) and delta apply.
+        .target(
+            name: "PBSDatastore",
+            dependencies: ["CZstd", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "PBSDatastoreTests", dependencies: ["PBSDatastore"]),
         .executableTarget(
             name: "pbs-standby",
             dependencies: [
                 "StandbyService", "StandbySimulation", "StandbyCore", "StandbyStore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "BuildInfo", "CMalloc",
+                "PBSDatastore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages pbs-standby needs, only those missing.
-#   scripts/install-deps.sh          build and demo: libmicrohttpd-dev, pkg-config, libcrypt-dev, zlib1g-dev, libsqlite3-dev
-#   scripts/install-deps.sh --test   also what the tests use: prometheus (promtool), openssl, curl, chromium
+#   scripts/install-deps.sh          build and demo: libmicrohttpd-dev, pkg-config, libcrypt-dev, zlib1g-dev, libsqlite3-dev, libzstd-dev
+#   scripts/install-deps.sh --test   also what the tests use: prometheus (promtool), openssl, curl, chromium, wrk, zstd (the
+#                                    independent PBS datastore writer of the datastore tests compresses chunks with it)
 set -euo pipefail
-packages=(libmicrohttpd-dev pkg-config libcrypt-dev zlib1g-dev libsqlite3-dev)
+packages=(libmicrohttpd-dev pkg-config libcrypt-dev zlib1g-dev libsqlite3-dev libzstd-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(prometheus openssl curl chromium wrk)
+  packages+=(prometheus openssl curl chromium wrk zstd)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@ struct PbsStandby: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, OnceCommand.self, DemoCommand.self, SimulatorCommand.self,
             StatusCommand.self, FailoverCommand.self, HoldCommand.self, ResumeCommand.self, AdoptCommand.self,
+            DatastoreCommand.self,
             CheckConfigCommand.self,
         ])
 }

@@ -6,55 +6,125 @@ extension ProxmoxClient {
     /// `GET /access/permissions` (reference §13.1): the caller's effective privileges per path, as
     /// PVE computes them for this token (a privilege-separated token: the intersection with its
     /// user's). PVE lists its top-level paths (`/`, `/vms`, `/storage`, `/sdn`, …) and every path
-    /// with an ACL, each with the privileges effective there; paths without any privilege are left
-    /// out [src: pve-access-control `RPCEnvironment.pm` `get_effective_permissions`, read in a
-    /// public copy, not in the reference]. Look a path up with ``PVEPermissions/privileges(at:in:)``.
-    public func permissions(path: String? = nil) async throws(ProxmoxError) -> [String: Set<String>] {
+    /// with an ACL, each as `{priv: propagate}` — 1 when the privilege also holds below the path,
+    /// 0 when it holds at that path only (an ACL set with `--propagate 0`) — leaving out paths
+    /// without any privilege; with `path`, that path only [src: pve-access-control
+    /// `RPCEnvironment.pm` `get_effective_permissions`, `compile_acl_path` ("hash mapping privilege
+    /// name to propagation flag value"), `API2/AccessControl.pm` `permissions` ("Map of "path" =>
+    /// (Map of "privilege" => "propagate boolean")"), read in a public copy, not in the reference].
+    /// Look a path up with ``PVEPermissions/privileges(at:in:)``.
+    public func permissions(path: String? = nil) async throws(ProxmoxError) -> PVEPermissionMap {
         let apiPath = "/access/permissions"
         let data = try await transport.call(.get, apiPath, parameters: path.map { [("path", $0)] } ?? [])
         guard case .object(let paths) = data else {
             throw .decoding(path: apiPath, field: "data", message: "expected an object of paths")
         }
-        var out: [String: Set<String>] = [:]
+        var out: [String: [String: Bool]] = [:]
         for (p, v) in paths {
             guard case .object(let privs) = v else {
                 throw .decoding(path: apiPath, field: p, message: "expected an object of privileges")
             }
-            // `{priv: 1}`: the value is the propagate flag; the privilege holds at the path either way.
-            out[p] = Set(privs.keys)
+            var flags: [String: Bool] = [:]
+            for (priv, flag) in privs {
+                // The value is the propagate flag (1/0; Perl may hand over "" for false when a
+                // token's flag is and-ed with its user's, `compile_acl_path`). null: not set.
+                switch flag {
+                case .null: continue
+                case .string(let t) where t.isEmpty: flags[priv] = false
+                default:
+                    guard let b = flag.bool else {
+                        throw .decoding(path: apiPath, field: "\(p).\(priv)", message: "expected a propagate flag (0 or 1)")
+                    }
+                    flags[priv] = b
+                }
+            }
+            out[p] = flags
         }
-        return out
+        return PVEPermissionMap(out)
     }
+}
+
+/// The answer of `GET /access/permissions`: per listed path, each privilege that holds there with
+/// its propagate flag (true: it holds below the path too). A dictionary literal of privilege sets
+/// (`["/vms": ["VM.Audit"]]`) means every privilege propagates, as an ACL does by default.
+public struct PVEPermissionMap: Sendable, Equatable, ExpressibleByDictionaryLiteral {
+    /// path → privilege → propagate flag, as PVE lists them.
+    public var paths: [String: [String: Bool]]
+
+    public init(_ paths: [String: [String: Bool]] = [:]) { self.paths = paths }
+
+    /// Every privilege propagating (an ACL's default, `pveum acl modify … --propagate 1`).
+    public init(propagating: [String: Set<String>]) {
+        paths = propagating.mapValues { Dictionary(uniqueKeysWithValues: $0.map { ($0, true) }) }
+    }
+
+    public init(dictionaryLiteral elements: (String, Set<String>)...) {
+        self.init(propagating: Dictionary(elements, uniquingKeysWith: { $0.union($1) }))
+    }
+
+    /// The privileges listed at `path` exactly (nil when the path is not listed).
+    public subscript(path: String) -> Set<String>? { paths[path].map { Set($0.keys) } }
+
+    /// How many paths are listed.
+    public var count: Int { paths.count }
+    public var isEmpty: Bool { paths.isEmpty }
 }
 
 /// Looking privileges up in the answer of `GET /access/permissions`.
 public enum PVEPermissions {
-    /// The privileges effective at `path`: those listed for the path itself, else for its nearest
-    /// listed ancestor. PVE lists every ACL path and the top-level paths with their effective
-    /// privileges, and an ACL deeper down replaces what is inherited from above, so the nearest
-    /// listed ancestor is where the effective privileges of an unlisted path come from. One gap:
-    /// a path whose ACL grants nothing (role `NoAccess`) is not listed, and then reads as its
-    /// parent.
-    public static func privileges(at path: String, in permissions: [String: Set<String>]) -> Set<String> {
-        var p = normalize(path)
-        while true {
-            if let privs = permissions[p] { return privs }
-            if p == "/" { return [] }
+    /// The privileges effective at `path`, as PVE resolves them [src: pve-access-control
+    /// `AccessControl.pm` `roles`, public copy]: walking from `/` down to the path, an ACL on an
+    /// ancestor applies only when it propagates, an ACL on the path itself always; the first one
+    /// that applies on a deeper level replaces what came from above.
+    ///
+    /// So a listed path answers with its own list. An unlisted path has no ACL of its own (PVE
+    /// lists every ACL path), and inherits from its nearest listed ancestor exactly the
+    /// privileges whose propagate flag is 1 there. An ancestor that lists only flag-0 privileges
+    /// is an ACL that does not reach below: what holds under it comes from further up, so the walk
+    /// goes on. Gaps: a path whose ACL grants nothing (role `NoAccess`) is not listed and reads as
+    /// its parent; an ancestor whose propagating role is empty next to non-propagating roles reads
+    /// like one without propagating roles.
+    public static func privileges(at path: String, in permissions: PVEPermissionMap) -> Set<String> {
+        let target = normalize(path)
+        if let here = permissions.paths[target] ?? permissions.paths[path] { return Set(here.keys) }
+        var p = target
+        while p != "/" {
             p = parent(of: p)
+            guard let listed = permissions.paths[p] else { continue }
+            let propagating = listed.filter(\.value).map(\.key)
+            if !propagating.isEmpty { return Set(propagating) }
         }
+        return []
     }
 
     /// Whether `priv` holds at `path`.
-    public static func has(_ priv: String, at path: String, in permissions: [String: Set<String>]) -> Bool {
+    public static func has(_ priv: String, at path: String, in permissions: PVEPermissionMap) -> Bool {
         privileges(at: path, in: permissions).contains(priv)
     }
 
-    /// PVE's bridge check (`check_sdn_bridge`): `SDN.Use` on `/sdn/zones/<zone>/<bridge>`, or on
-    /// one of its VLAN paths below it. A plain Linux bridge is in zone `localnetwork` (§13.1).
-    public static func canUseBridge(_ bridge: String, zone: String = "localnetwork", in permissions: [String: Set<String>]) -> Bool {
+    /// PVE's bridge check (`check_sdn_bridge`, RPCEnvironment.pm): `SDN.Use` on
+    /// `/sdn/zones/<zone>/<bridge>`, or on one of the bridge's VLAN ACL paths below it. A plain
+    /// Linux bridge is in zone `localnetwork` (§13.1).
+    public static func canUseBridge(_ bridge: String, zone: String = "localnetwork", in permissions: PVEPermissionMap) -> Bool {
         let path = bridgePath(bridge, zone: zone)
         if has("SDN.Use", at: path, in: permissions) { return true }
-        return permissions.contains { $0.key.hasPrefix(path + "/") && $0.value.contains("SDN.Use") }
+        // A VLAN path is an ACL path, so it is listed, with what holds there (flag 0 or 1).
+        return permissions.paths.contains { $0.key.hasPrefix(path + "/") && $0.value["SDN.Use"] != nil }
+    }
+
+    /// `privileges(at:in:)` on a map of privilege sets, each read as propagating.
+    public static func privileges(at path: String, in permissions: [String: Set<String>]) -> Set<String> {
+        privileges(at: path, in: PVEPermissionMap(propagating: permissions))
+    }
+
+    /// `has(_:at:in:)` on a map of privilege sets, each read as propagating.
+    public static func has(_ priv: String, at path: String, in permissions: [String: Set<String>]) -> Bool {
+        has(priv, at: path, in: PVEPermissionMap(propagating: permissions))
+    }
+
+    /// `canUseBridge(_:zone:in:)` on a map of privilege sets, each read as propagating.
+    public static func canUseBridge(_ bridge: String, zone: String = "localnetwork", in permissions: [String: Set<String>]) -> Bool {
+        canUseBridge(bridge, zone: zone, in: PVEPermissionMap(propagating: permissions))
     }
 
     /// `/sdn/zones/<zone>/<bridge>` (§13.1).

@@ -169,8 +169,11 @@ public final class PVESimulator: Sendable {
             task.lines = task.lines.filter { $0.0 <= now } + [(now, "TASK ERROR: interrupted by signal")]
             task.exitStatus = "interrupted by signal"
             switch task.effect {
-            case .restoreSucceeded(let vmid, let type, _, _, _, _, _, _, _):
-                task.effect = type == .vm ? .restoreFailedVM(vmid: vmid) : .restoreFailedCT(vmid: vmid)
+            case .restoreSucceeded(let vmid, let type, _, _, _, let disks, let storage, _, _, let diskStorages):
+                // The new volumes, counted when the task began, are freed again (§3.1 step 3, §3.2).
+                var release: [String: Int64] = [:]
+                for (i, d) in disks.enumerated() { release[i < (diskStorages?.count ?? 0) ? diskStorages![i] : storage, default: 0] += d }
+                task.effect = type == .vm ? .restoreFailedVM(vmid: vmid, release: release) : .restoreFailedCT(vmid: vmid, release: release)
             case .setStatus, .destroy:
                 task.effect = .none
             default: break
@@ -372,7 +375,7 @@ public final class PVESimulator: Sendable {
 
     private func storageObject(_ s: State, _ t: Scenario.TargetStorage) -> JSONValue {
         let used = s.targetUsed[t.id] ?? t.used
-        let content = t.type == "dir" ? "rootdir,images,vztmpl,iso,backup" : "rootdir,images"
+        let content = t.effectiveContent.joined(separator: ",")  // a stock `local` has no rootdir (§13.4)
         let active: Double = s.inactiveStorages.contains(t.id) ? 0 : 1
         return .object(["storage": .string(t.id), "type": .string(t.type), "content": .string(content),
                         "active": .number(active), "enabled": .number(1), "shared": .number(0),

@@ -24,11 +24,24 @@ public struct Scenario: Sendable {
         public var type: String
         public var total: Int64
         public var used: Int64
-        public init(id: String, type: String = "lvmthin", total: Int64, used: Int64 = 0) {
+        /// The content types it allows (`content` in storage.cfg); nil: the default of its kind,
+        /// see ``effectiveContent``.
+        public var content: [String]?
+        public init(id: String, type: String = "lvmthin", total: Int64, used: Int64 = 0, content: [String]? = nil) {
             self.id = id
             self.type = type
             self.total = total
             self.used = used
+            self.content = content
+        }
+
+        /// `content` when given, else: the stock `local` (a `dir` storage named `local`, as the
+        /// installer writes it to storage.cfg) `iso,vztmpl,backup` — no `rootdir`, no `images`
+        /// (reference §13.4); another `dir` storage everything; any other type `rootdir,images`.
+        public var effectiveContent: [String] {
+            if let content { return content }
+            if type == "dir" { return id == "local" ? ["iso", "vztmpl", "backup"] : ["rootdir", "images", "vztmpl", "iso", "backup"] }
+            return ["rootdir", "images"]
         }
     }
 
@@ -211,8 +224,14 @@ extension Scenario {
             guard (0...100_000_000).contains(total), (0...total).contains(used) else {
                 throw m.error("total_gib", m.node("total_gib"), "sizes must be from 0 to 100000000 GiB, used ≤ total")
             }
+            let content = try m.stringList("content")
+            let known: Set<String> = ["images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"]
+            for (j, c) in (content ?? []).enumerated() where !known.contains(c) {
+                throw ConfigError(path: "target_storages[\(i)].content[\(j)]", line: m.lineOf("content"),
+                                  message: "unknown content type '\(c)' (expected images, rootdir, vztmpl, iso, backup, snippets or import)")
+            }
             s.targetStorages.append(TargetStorage(id: id, type: try m.string("type") ?? "lvmthin",
-                                                  total: Int64(total * 1_073_741_824), used: Int64(used * 1_073_741_824)))
+                                                  total: Int64(total * 1_073_741_824), used: Int64(used * 1_073_741_824), content: content))
             try m.finish()
         }
         for (i, node) in (try root.sequence("backups") ?? []).enumerated() {

@@ -230,8 +230,7 @@ extension PVESimulator {
     }
 
     private func allocate(_ s: inout State, _ g: SimGuest, sign: Int64) {
-        let base = scenario.targetStorages.first { $0.id == g.storage }?.used ?? 0
-        s.targetUsed[g.storage] = max(0, (s.targetUsed[g.storage] ?? base) + sign * g.disks.reduce(0, +))
+        adjustUsed(&s, g.usage, sign: sign)
     }
 
     private func create(_ s: inout State, now: Double, vmid: Int, type: GuestType, name: String?, status: String,
@@ -264,6 +263,7 @@ extension PVESimulator {
                          description: src.description, protection: false, disks: src.disks, storage: src.storage,
                          node: scenario.node, vmgenid: src.type == .vm ? newVMGenID(&s) : nil, onboot: src.onboot)
         g.extraConfig = src.extraConfig
+        g.diskStorages = src.diskStorages
         s.guests[to] = g
         allocate(&s, g, sign: 1)  // a full clone copies the disks
         operatorTask(&s, now: now, type: src.type == .vm ? "qmclone" : "vzclone", id: String(from))
@@ -408,8 +408,8 @@ extension PVESimulator {
             s.tasks[key] = t
             let restoring: Int?
             switch t.effect {
-            case .restoreSucceeded(let vmid, _, _, _, _, _, _, _, _): restoring = vmid
-            case .restoreFailedVM(let vmid), .restoreFailedCT(let vmid): restoring = vmid
+            case .restoreSucceeded(let vmid, _, _, _, _, _, _, _, _, _): restoring = vmid
+            case .restoreFailedVM(let vmid, _), .restoreFailedCT(let vmid, _): restoring = vmid
             default: restoring = nil  // .unlock keeps `lock: create`; start/stop/destroy did not happen
             }
             if let vmid = restoring, var g = s.guests[vmid] {

@@ -6,14 +6,28 @@ import ProxmoxAPI
 
 extension Scenario {
     /// One ACL entry of the simulator's token: the privileges a role grants on `path`
-    /// (`pveum acl modify PATH -token T -role R`, the role's privileges written out), always
-    /// propagating to the paths below.
+    /// (`pveum acl modify PATH -token T -role R [--propagate 0]`, the role's privileges written
+    /// out). With `propagate` (PVE's default) they hold on the paths below too; without, on `path`
+    /// only [src: pve-access-control `AccessControl.pm` `roles`: an ancestor's role applies
+    /// `if ($final || $propagate)`, public copy; reference §13.1 names the endpoint only].
     public struct ACL: Sendable, Codable, Equatable {
         public var path: String
         public var privs: [String]
-        public init(path: String, privs: [String]) {
+        public var propagate: Bool
+        public init(path: String, privs: [String], propagate: Bool = true) {
             self.path = path
             self.privs = privs
+            self.propagate = propagate
+        }
+
+        private enum CodingKeys: String, CodingKey { case path, privs, propagate }
+
+        /// States saved before `propagate` existed read it as true (every ACL propagated then).
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            path = try c.decode(String.self, forKey: .path)
+            privs = try c.decode([String].self, forKey: .privs)
+            propagate = try c.decodeIfPresent(Bool.self, forKey: .propagate) ?? true
         }
     }
 
@@ -29,8 +43,9 @@ extension Scenario {
         }
     }
 
-    /// `acls:` — a list of `{path, privs: [...]}` for the simulator's token. No `acls` key: nil
-    /// (the token may do everything); an empty list: it may do nothing.
+    /// `acls:` — a list of `{path, privs: [...], propagate: true|false}` for the simulator's token
+    /// (`propagate` defaults to true, as in PVE). No `acls` key: nil (the token may do everything);
+    /// an empty list: it may do nothing.
     static func parseACLs(_ root: StrictMapping) throws(ConfigError) -> [ACL]? {
         guard root.has("acls") else { return nil }
         var acls: [ACL] = []
@@ -44,7 +59,7 @@ extension Scenario {
             for (j, priv) in privs.enumerated() where !PVESimulator.privilegeNames.contains(priv) {
                 throw ConfigError(path: "acls[\(i)].privs[\(j)]", line: m.lineOf("privs"), message: "unknown privilege '\(priv)' (PVE privileges are like VM.Allocate, SDN.Use)")
             }
-            acls.append(ACL(path: PVEPermissions.normalize(path), privs: privs))
+            acls.append(ACL(path: PVEPermissions.normalize(path), privs: privs, propagate: try m.bool("propagate") ?? true))
             try m.finish()
         }
         return acls
@@ -118,22 +133,34 @@ extension PVESimulator {
     /// [src: pve-access-control `RPCEnvironment.pm` `get_effective_permissions`, public copy].
     static let defaultPermissionPaths = ["/", "/access", "/access/groups", "/nodes", "/pool", "/sdn", "/storage", "/vms"]
 
-    /// The privileges effective at `path` under `acls` (nil: every privilege). As PVE resolves
-    /// roles: walking from `/` down to the path, the ACLs on each level that has any replace what
-    /// was inherited from above, so a privilege on a parent path holds below it unless a deeper
-    /// ACL says otherwise [src: pve-access-control `AccessControl.pm` `roles`, "overwrite previous
-    /// settings"; propagation is always on here]. The token's own ACLs only: a privilege-separated
+    /// The privileges effective at `path` under `acls` (nil: every privilege, propagating), each
+    /// with its propagate flag, as PVE resolves them [src: pve-access-control `AccessControl.pm`
+    /// `roles` and `RPCEnvironment.pm` `compile_acl_path`, public copies]: walking from `/` down
+    /// to the path, the ACLs of a level apply when they propagate or the level is the path itself
+    /// (`if ($final || $propagate)`); the ACLs that apply on a level replace what was inherited
+    /// ("overwrite previous settings"); a level whose ACLs all stop there leaves the inherited
+    /// ones alone. A privilege's flag is set when any applying ACL that grants it propagates
+    /// (`$privs->{$p} ||= $roles->{$role}`). The token's own ACLs only: a privilege-separated
     /// token's user is assumed to hold at least as much.
-    static func effectivePrivileges(_ acls: [Scenario.ACL]?, at path: String) -> Set<String> {
-        guard let acls else { return privilegeNames }
-        var chain = [PVEPermissions.normalize(path)]
+    static func effectivePrivilegeFlags(_ acls: [Scenario.ACL]?, at path: String) -> [String: Bool] {
+        guard let acls else { return Dictionary(uniqueKeysWithValues: privilegeNames.map { ($0, true) }) }
+        let target = PVEPermissions.normalize(path)
+        var chain = [target]
         while chain.last != "/" { chain.append(PVEPermissions.parent(of: chain.last!)) }
-        var privs: Set<String> = []
+        var privs: [String: Bool] = [:]
         for level in chain.reversed() {
-            let here = acls.filter { $0.path == level }
-            if !here.isEmpty { privs = Set(here.flatMap(\.privs)) }
+            let applying = acls.filter { $0.path == level && ($0.propagate || level == target) }
+            guard !applying.isEmpty else { continue }
+            var new: [String: Bool] = [:]
+            for acl in applying { for p in acl.privs { new[p] = (new[p] ?? false) || acl.propagate } }
+            privs = new
         }
         return privs
+    }
+
+    /// The privileges effective at `path` (see ``effectivePrivilegeFlags(_:at:)``).
+    static func effectivePrivileges(_ acls: [Scenario.ACL]?, at path: String) -> Set<String> {
+        Set(effectivePrivilegeFlags(acls, at: path).keys)
     }
 
     func privileges(_ s: State, at path: String) -> Set<String> { Self.effectivePrivileges(s.acls, at: path) }
@@ -163,24 +190,29 @@ extension PVESimulator {
 
     /// ACLs with their paths normalised (`/vms/` is `/vms`), as PVE stores them.
     static func normalized(_ acls: [Scenario.ACL]?) -> [Scenario.ACL]? {
-        acls.map { $0.map { Scenario.ACL(path: PVEPermissions.normalize($0.path), privs: $0.privs) } }
+        acls.map { $0.map { Scenario.ACL(path: PVEPermissions.normalize($0.path), privs: $0.privs, propagate: $0.propagate) } }
     }
 
     /// `GET /access/permissions[?path=P]` (§13.1): the token's effective privileges per path,
-    /// `{path: {priv: 1}}`. Without `path`: the top-level paths and every ACL path, leaving out
-    /// paths without any privilege; with `path`: that path only.
+    /// `{path: {priv: propagate}}` with the flag 1 or 0 [src: pve-access-control
+    /// `API2/AccessControl.pm` `permissions` "Map of "path" => (Map of "privilege" => "propagate
+    /// boolean")", `RPCEnvironment.pm` `get_effective_permissions`, public copies]. Without `path`:
+    /// the top-level paths and every ACL path, leaving out paths without any privilege; with
+    /// `path`: that path only (as given, even when empty).
     func accessPermissions(_ s: State, _ p: [String: String]) -> SimResult {
+        func render(_ flags: [String: Bool]) -> JSONValue {
+            .object(flags.mapValues { JSONValue.number($0 ? 1 : 0) })
+        }
         var out: [String: JSONValue] = [:]
         if let path = p["path"] {
-            let privs = privileges(s, at: path)
-            out[path] = .object(Dictionary(uniqueKeysWithValues: privs.map { ($0, JSONValue.number(1)) }))
+            out[path] = render(Self.effectivePrivilegeFlags(s.acls, at: path))
             return .ok(.object(out))
         }
         let paths = Set(Self.defaultPermissionPaths + (s.acls ?? []).map(\.path))
         for path in paths {
-            let privs = privileges(s, at: path)
-            if privs.isEmpty { continue }
-            out[path] = .object(Dictionary(uniqueKeysWithValues: privs.map { ($0, JSONValue.number(1)) }))
+            let flags = Self.effectivePrivilegeFlags(s.acls, at: path)
+            if flags.isEmpty { continue }
+            out[path] = render(flags)
         }
         return .ok(.object(out))
     }
@@ -188,12 +220,14 @@ extension PVESimulator {
     /// The permission checks PVE makes before it forks the restore worker (§3.1 step 1, §3.2):
     /// 403 `Permission check failed …`. In the order of qemu-server/pve-container `create_vm`
     /// [src: public copies of `API2/Qemu.pm` and `API2/LXC.pm`, beyond the reference]:
-    /// - VM: `Datastore.AllocateSpace` on `/storage/<storage>` when `storage` is given; then the
-    ///   right to create: `VM.Allocate` on `/vms/<vmid>`, or on `/pool/<pool>`, or `VM.Backup` on
-    ///   `/vms/<vmid>` for a forced restore over an existing VM; then the archive (below).
-    /// - CT: the right to create as for VMs (over an existing CT of this node); the archive; then
-    ///   `Datastore.AllocateSpace` on the target storage (default `local`) when it exists (PVE
-    ///   first refuses a missing storage or one without `rootdir`).
+    /// - VM: `Datastore.AllocateSpace` on `/storage/<storage>` when `storage` is given (Qemu.pm:1298,
+    ///   whether or not the storage exists: that is found inside the task); then the right to
+    ///   create: `VM.Allocate` on `/vms/<vmid>`, or on `/pool/<pool>`, or `VM.Backup` on
+    ///   `/vms/<vmid>` for a forced restore over an existing VM (Qemu.pm:1309-1322); then the
+    ///   archive (Qemu.pm:1335, below).
+    /// - CT: the right to create as for VMs (over an existing CT of this node, LXC.pm:295-318);
+    ///   then the archive (LXC.pm:340). `Datastore.AllocateSpace` on the target storage comes
+    ///   later, with the storage checks (LXC.pm:356; SimulatorRestore.swift `ctStorageRefusal`).
     /// Missing the right to create, PVE raises the bare `Permission check failed` (no path:
     /// `raise_perm_exc()` without argument). The archive: `Datastore.Allocate` on the PBS storage
     /// suffices; a backup of the target VMID itself needs nothing more; any other needs
@@ -219,9 +253,6 @@ extension PVESimulator {
             if let e = create ?? archive { return forbidden(e) }
         } else {
             if let e = create ?? archive { return forbidden(e) }
-            let storage = p["storage"] ?? "local"
-            if scenario.targetStorages.contains(where: { $0.id == storage }),
-               let e = permissionCheck(s, "/storage/\(storage)", "Datastore.AllocateSpace") { return forbidden(e) }
         }
         return nil
     }

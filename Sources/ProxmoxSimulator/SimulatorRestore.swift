@@ -37,51 +37,45 @@ extension PVESimulator {
         guard errors.isEmpty, let vmid else {
             return .error(status: 400, message: "Parameter verification failed.\n", errors: errors)
         }
-        // Permission checks before the worker is forked: 403 (§3.1 step 1; SimulatorPermissions.swift).
-        if let refusal = synchronousPermissionRefusal(s, type: type, vmid: vmid, archiveText: archiveText, p) { return refusal }
         let kind = type == .vm ? "VM" : "CT"
         let force = p["force"] == "1"
         let prefix = "unable to restore \(kind) \(vmid) - "
         let existing = s.guests[vmid]
-        // VMIDs are cluster-wide (pmxcfs): a guest on another node holds the VMID, and
-        // `check_vmid_unused` names that node (§6, §13.4). CT with force: `check_vmid_unused` runs
-        // unless this node has the CT's config (§13.4, LXC.pm:281). VM with force
-        // [unverified]: refused the same way.
-        if let g = existing, g.node != scenario.node {
-            let msg = "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(g.node)'"
-            return .error(status: 500, message: (type == .vm ? prefix : "") + msg + "\n", errors: [:])
-        }
-        // Synchronous refusals (§3.1 step 1, §3.2, §6).
-        if let g = existing {
-            if !force {
-                let msg = "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(scenario.node)'"
-                return .error(status: 500, message: (type == .vm ? prefix : "") + msg + "\n", errors: [:])
+        let unparsable = SimResult.error(status: 400, message: "Parameter verification failed.\n",
+                                         errors: [type == .vm ? "archive" : "ostemplate": "unable to parse volume ID '\(archiveText)'"])
+        // A CT's `storage` defaults to `local` (pve-container LXC.pm:322, §13.4).
+        let ctStorageID = p["storage"] ?? "local"
+        if type == .ct {
+            if let refusal = ctSynchronousRefusal(s, vmid: vmid, existing: existing, force: force, storageID: ctStorageID,
+                                                  archiveText: archiveText, unparsable: unparsable, p) { return refusal }
+        } else {
+            // Permission checks before the worker is forked: 403 (§3.1 step 1; SimulatorPermissions.swift).
+            if let refusal = synchronousPermissionRefusal(s, type: type, vmid: vmid, archiveText: archiveText, p) { return refusal }
+            // VMIDs are cluster-wide (pmxcfs): a guest on another node holds the VMID, and
+            // `check_vmid_unused` names that node (§6, §13.4). With force [unverified]: refused the same way.
+            if let g = existing, g.node != scenario.node {
+                return .error(status: 500, message: prefix + "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(g.node)'\n", errors: [:])
             }
-            if g.type != type {
-                // A VM restore onto a CT's VMID (or back) is refused when pmxcfs cannot create the
-                // config (EEXIST, §13.5); it never turns the guest into the other type
-                // [unverified: exact text].
-                return .error(status: 500, message: prefix + "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(scenario.node)'\n", errors: [:])
+            // `create_and_lock_config($vmid, $force)` (Qemu.pm:1374; §3.1 step 1, §6).
+            if let g = existing {
+                if !force {
+                    return .error(status: 500, message: prefix + "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(scenario.node)'\n", errors: [:])
+                }
+                if g.type != type {
+                    // A VM restore onto a CT's VMID is refused when pmxcfs cannot create the config
+                    // (EEXIST, §13.5); it never turns the guest into the other type [unverified: exact text].
+                    return .error(status: 500, message: prefix + "CT \(vmid) already exists on node '\(scenario.node)'\n", errors: [:])
+                }
+                if let lock = g.lock { return .error(status: 500, message: prefix + "VM is locked (\(lock))\n", errors: [:]) }
             }
-            if type == .ct {
-                // CT refusal order: running → protection → lock (§13.5).
-                if g.status == "running" { return .error(status: 500, message: "can't overwrite running container\n", errors: [:]) }
-                if g.protection { return .error(status: 500, message: prefix + "protection mode enabled\n", errors: [:]) }
-            }
-            if let lock = g.lock { return .error(status: 500, message: prefix + "\(kind) is locked (\(lock))\n", errors: [:]) }
         }
-        guard let volid = Volid(parsing: archiveText) else {
-            return .error(status: 400, message: "Parameter verification failed.\n", errors: [type == .vm ? "archive" : "ostemplate": "unable to parse volume ID '\(archiveText)'"])
-        }
-        let storageID = p["storage"] ?? (type == .ct ? "local" : scenario.targetStorages.first?.id ?? "local")  // CT default `local` (§3.2)
-        guard scenario.targetStorages.contains(where: { $0.id == storageID }) else {
-            return .error(status: 500, message: "storage '\(storageID)' does not exist\n", errors: [:])
-        }
+        guard let volid = Volid(parsing: archiveText) else { return unparsable }
         // The config gets `lock: create` synchronously.
         if var g = existing {
             g.lock = "create"
             s.guests[vmid] = g
         } else {
+            let storageID = type == .ct ? ctStorageID : p["storage"] ?? scenario.targetStorages.first?.id ?? "local"
             s.guests[vmid] = SimGuest(vmid: vmid, type: type, name: type == .vm ? "VM \(vmid)" : "CT\(vmid)", status: "stopped",
                                       lock: "create", tags: [], description: nil, protection: false, disks: [], storage: storageID,
                                       node: scenario.node)
@@ -90,6 +84,7 @@ extension PVESimulator {
         let source = scenario.backedUp.first { $0.vmid == volid.vmid && $0.type == volid.type && $0.storage == volid.storage }
         let entry = source.flatMap { src in backupEntries(storage: volid.storage, now: now).first { $0.volid == volid && src.vmid == $0.volid.vmid } }
         let taskType = type == .vm ? "qmrestore" : "vzrestore"
+        let vmWarning = "error before or during data restore, some or all disks were not completely restored. VM \(vmid) state is NOT cleaned up."
 
         // In-task refusals (§3.1 step 2, §6): protection, running VM, wrong format, missing snapshot.
         if type == .vm, let g = existing, g.protection {
@@ -98,8 +93,7 @@ extension PVESimulator {
                                        error: prefix + "- protection mode enabled", effect: .unlock(vmid: vmid)).description))
         }
         if type == .vm, let g = existing, g.status == "running" {
-            let lines = [(0.5, "error before or during data restore, some or all disks were not completely restored. VM \(vmid) state is NOT cleaned up.")]
-            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: lines,
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: [(0.5, vmWarning)],
                                        error: prefix + "vm is running", effect: .unlock(vmid: vmid)).description))
         }
         if volid.type != type {
@@ -117,9 +111,30 @@ extension PVESimulator {
             return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: refusal.lines,
                                        error: refusal.error, effect: .unlock(vmid: vmid)).description))
         }
+        // Where each disk goes. A CT: every volume on `storage` (default `local`): the mount points
+        // of the backup are re-created there (LXC.pm:483-494, `"$storage:$disksize"`). A VM with
+        // `storage`: all on it (`$options->{storage} || 'local'`, QemuServer.pm:6617-6618); without:
+        // each on the storage its `#qmdump#map` line names (:6612-6613, the production storage
+        // id, §3.3, §13.4).
+        let diskStorages: [String] = source.disks.indices.map { i in
+            if type == .ct { return ctStorageID }
+            if let st = p["storage"] { return st.isEmpty ? "local" : st }
+            return source.diskStorage(i)
+        }
+        // qemu-server reads the hints before it writes the temporary config or frees anything
+        // (`$parse_backup_hints`, QemuServer.pm:7048, before :7053/:7055): per disk, the storage
+        // must exist (pve-storage `storage_config`: "storage 'X' does not exist", :6628), allow
+        // `images` and be writable by the caller (`$check_storage`, :6602-6607, :6629). The worker
+        // then warns and dies unprefixed (Qemu.pm:1582-1594): the VM stays as it was, unlocked.
+        if type == .vm, let problem = backupHintsRefusal(s, diskStorages) {
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [(1.5, vmWarning)],
+                                       error: problem, effect: .unlock(vmid: vmid)).description))
+        }
         let size = source.size
-        let target = scenario.targetStorages.first { $0.id == storageID }!
-        let free = target.total - (s.targetUsed[storageID] ?? target.used) + (existing?.disks.reduce(0, +) ?? 0)
+        var newUsage: [String: Int64] = [:]
+        for (i, d) in source.disks.enumerated() { newUsage[diskStorages[i], default: 0] += d }
+        // The existing guest of this VMID on this node (same type by now), whose volumes go.
+        let oldUsage = existing?.usage ?? [:]
         let fails = s.restoreFails.contains(source.vmid)
             || (s.taskFailureProbability > 0 && Double(s.rng.next() % 1_000_000) / 1_000_000 < s.taskFailureProbability)
         // Override tags: a VM stores them as given, not normalised (§13.5); a CT normalised (§5.3).
@@ -127,42 +142,48 @@ extension PVESimulator {
         // [unverified: whether PVE keeps the given separators].
         let tags = p["tags"].map { type == .vm ? ProxmoxClient.splitTags($0) : Self.normalizeTags($0) } ?? source.tags
         let description = p["description"] ?? source.notes
-        if free < size {
-            // [unverified] storage-layer wording.
-            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [],
-                                       error: "lvcreate '\(storageID)/vm-\(vmid)-disk-0' error: Insufficient free space",
-                                       effect: type == .vm ? .restoreFailedVM(vmid: vmid) : .restoreFailedCT(vmid: vmid)).description))
-        }
-        if s.inactiveStorages.contains(storageID) {
-            // A forced VM restore frees the old disks before it allocates on the storage (§13.4):
-            // the copy is gone, then the task fails [unverified: exact storage-layer text].
-            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [],
-                                       error: "storage '\(storageID)' is not online",
-                                       effect: type == .vm ? .restoreFailedVM(vmid: vmid) : .unlock(vmid: vmid)).description))
+        if let failure = allocationFailure(s, type: type, vmid: vmid, diskStorages: diskStorages, disks: source.disks, oldUsage: oldUsage) {
+            if type == .vm {
+                // A forced VM restore frees the old disks first (QemuServer.pm:7055), then allocates
+                // and activates per disk (:7058, :6687): the copy is gone, a stub config is left, and
+                // the volumes allocated so far are freed again (:7119) (§3.1 step 3).
+                adjustUsed(&s, oldUsage, sign: -1)
+                return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [(1.5, vmWarning)],
+                                           error: failure, effect: .restoreFailedVM(vmid: vmid, release: [:])).description))
+            }
+            // A CT creates its new volumes before it destroys the old ones (LXC.pm:534, :539): when
+            // they do not fit, create_disks frees what it made (pve-container src/PVE/LXC.pm:2680-2683) and
+            // the worker destroys the config (`$destroy_config_on_error`, API2/LXC.pm:532, :621) —
+            // the old volumes were never destroyed and stay behind, unreferenced, still using space.
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [(0.2, "recovering backed-up configuration from '\(volid)'")],
+                                       error: prefix + failure, effect: .restoreFailedCT(vmid: vmid, release: [:])).description))
         }
         let pbs = scenario.pbsStorages.first { $0.id == volid.storage }
         var (lines, duration) = type == .vm
-            ? vmRestoreLog(vmid: vmid, volid: volid, disks: source.disks, storage: storageID, datastore: pbs?.datastore ?? "store1", failAtHalf: fails)
+            ? vmRestoreLog(vmid: vmid, volid: volid, disks: source.disks, storages: diskStorages, datastore: pbs?.datastore ?? "store1", failAtHalf: fails)
             : ctRestoreLog(volid: volid, size: size, failAtHalf: fails)
         let effect: SimTask.Effect
         var error: String?
         if fails {
+            // The new volumes are freed on failure (VM QemuServer.pm:7119; CT API2/LXC.pm:619, with
+            // the config, :621), the old ones were freed when the task began.
             error = type == .vm
                 ? "command '/usr/bin/pbs-restore --repository pbs-standby@pbs@pbs.example:\(pbs?.datastore ?? "store1") \(volid.snapshot) drive-scsi0.img.fidx /dev/pve/vm-\(vmid)-disk-0 --verbose --format raw --skip-zero' failed: exit code 255"  // [unverified] run_command wording
-                : "error extracting archive - simulated chunk read error"
-            effect = type == .vm ? .restoreFailedVM(vmid: vmid) : .restoreFailedCT(vmid: vmid)
+                : prefix + "error extracting archive - simulated chunk read error"  // every in-task CT error is prefixed (LXC.pm:629) [unverified: extraction text]
+            effect = type == .vm ? .restoreFailedVM(vmid: vmid, release: newUsage) : .restoreFailedCT(vmid: vmid, release: newUsage)
             if type == .vm {
-                lines.append((duration, "error before or during data restore, some or all disks were not completely restored. VM \(vmid) state is NOT cleaned up."))
+                lines.append((duration, vmWarning))
             }
         } else {
             if type == .vm { lines.append((duration, "rescan volumes...")) }
             effect = .restoreSucceeded(vmid: vmid, type: type, name: source.name, tags: tags, description: description,
-                                       disks: source.disks, storage: storageID, start: p["start"] == "1" || p["live-restore"] == "1",
-                                       onboot: onbootOverride ?? source.onboot)
+                                       disks: source.disks, storage: diskStorages.first ?? ctStorageID, start: p["start"] == "1" || p["live-restore"] == "1",
+                                       onboot: onbootOverride ?? source.onboot, diskStorages: diskStorages)
         }
-        // A forced VM restore frees the old disks first (§3.1 step 2); count the new ones at the start.
-        s.targetUsed[storageID, default: target.used] += size - (existing?.storage == storageID ? (existing?.disks.reduce(0, +) ?? 0) : 0)
-        _ = duration
+        // Counted when the task begins: the old volumes go (a VM's before the new ones are
+        // allocated, QemuServer.pm:7055; a CT's right after, LXC.pm:539), the new ones are there.
+        adjustUsed(&s, oldUsage, sign: -1)
+        adjustUsed(&s, newUsage, sign: 1)
         duration = lines.last?.0 ?? duration
         let warnings = error == nil ? s.restoreWarnings[source.vmid] ?? 0 : 0
         if warnings > 0, type == .ct { lines.append((duration, "WARN: skipping raw lxc.* keys: only root@pam may restore them")) }  // [unverified] text (§13.1)
@@ -171,14 +192,109 @@ extension PVESimulator {
         return .ok(.string(upid.description))
     }
 
+    /// The synchronous checks of a CT restore, in pve-container `create_vm`'s order
+    /// (`src/PVE/API2/LXC.pm`, §3.2, §13.5):
+    /// 1. `:280-285` — unless this node has the CT's config and `force` is set,
+    ///    `check_vmid_unused`: `CT 200 already exists on node 'pve1'` (no prefix; a VM of the
+    ///    VMID or a guest on another node alike); else a running CT: `can't overwrite running
+    ///    container`, then protection: `unable to restore CT 200 - protection mode enabled`;
+    /// 2. `:295-318`, `:340` — the right to create and the archive (403, SimulatorPermissions.swift);
+    /// 3. `:349-358`, `:411` — the target storage (default `local`, `:322`), see ``ctStorageRefusal(_:_:)``;
+    /// 4. `:419` — `create_and_lock_config`: `unable to restore CT 200 - CT is locked (backup)`.
+    /// Nothing is changed before all of them passed.
+    private func ctSynchronousRefusal(_ s: State, vmid: Int, existing: SimGuest?, force: Bool, storageID: String, archiveText: String,
+                                      unparsable: SimResult, _ p: [String: String]) -> SimResult? {
+        let prefix = "unable to restore CT \(vmid) - "
+        if let g = existing {
+            let sameExists = g.node == scenario.node && g.type == .ct
+            if !(sameExists && force) {
+                return .error(status: 500, message: "\(g.type == .vm ? "VM" : "CT") \(vmid) already exists on node '\(g.node)'\n", errors: [:])
+            }
+            if g.status == "running" { return .error(status: 500, message: "can't overwrite running container\n", errors: [:]) }
+            if g.protection { return .error(status: 500, message: prefix + "protection mode enabled\n", errors: [:]) }
+        }
+        if let refusal = synchronousPermissionRefusal(s, type: .ct, vmid: vmid, archiveText: archiveText, p) { return refusal }
+        guard Volid(parsing: archiveText) != nil else { return unparsable }
+        if let refusal = ctStorageRefusal(s, storageID) { return refusal }
+        if let lock = existing?.lock { return .error(status: 500, message: prefix + "CT is locked (\(lock))\n", errors: [:]) }
+        return nil
+    }
+
+    /// `$check_and_activate_storage` of a CT restore (pve-container LXC.pm:347-360, run at :411
+    /// when no `rootfs` is given): the storage must exist (pve-storage `storage_check_enabled` →
+    /// `storage_config`: 500 `storage 'X' does not exist`, LXC.pm:350), allow `rootdir` (400
+    /// `Parameter verification failed.` with `storage: storage 'X' does not support container
+    /// directories`, `raise_param_exc`, :352-354), be writable by the caller (403, :356) and
+    /// activate (pve-storage `activate_storage`: 500 `storage 'X' is not online`, :358).
+    func ctStorageRefusal(_ s: State, _ id: String) -> SimResult? {
+        guard let content = storageContent(id) else { return .error(status: 500, message: "storage '\(id)' does not exist\n", errors: [:]) }
+        guard content.contains("rootdir") else {
+            return .error(status: 400, message: "Parameter verification failed.\n",
+                          errors: ["storage": "storage '\(id)' does not support container directories"])
+        }
+        if let e = permissionCheck(s, "/storage/\(id)", "Datastore.AllocateSpace") { return .error(status: 403, message: e + "\n", errors: [:]) }
+        if s.inactiveStorages.contains(id) { return .error(status: 500, message: "storage '\(id)' is not online\n", errors: [:]) }
+        return nil
+    }
+
+    /// The content types of a storage of this node (target and PBS storages), nil when it does
+    /// not exist.
+    func storageContent(_ id: String) -> [String]? {
+        if let t = scenario.targetStorages.first(where: { $0.id == id }) { return t.effectiveContent }
+        if scenario.pbsStorages.contains(where: { $0.id == id }) { return ["backup"] }
+        return nil
+    }
+
+    /// The checks of qemu-server's `$parse_backup_hints` on each disk's storage, in disk order
+    /// (QemuServer.pm:6599-6658): the TASK ERROR text, or nil.
+    private func backupHintsRefusal(_ s: State, _ diskStorages: [String]) -> String? {
+        for id in diskStorages {
+            guard let content = storageContent(id) else { return "storage '\(id)' does not exist" }  // pve-storage storage_config
+            if !content.contains("images") { return "Content type 'images' is not available on storage '\(id)'" }  // :6604
+            if !scenario.callerIsRoot, let e = permissionCheck(s, "/storage/\(id)", "Datastore.AllocateSpace") { return e }  // :6606
+        }
+        return nil
+    }
+
+    /// Why allocating the new volumes fails, or nil. Disk by disk in order (VM:
+    /// `$restore_allocate_devices`, QemuServer.pm:6663-6697, after the old disks were freed at
+    /// :7055, so they count as free; CT: `create_disks` at LXC.pm:534 while the old volumes still
+    /// exist, destroyed only at :539, so they do not): an inactive storage fails activation
+    /// (pve-storage `activate_storage`: `storage 'X' is not online`; a CT's was activated before
+    /// the lock), a volume that does not fit fails the storage layer [unverified: lvcreate wording].
+    private func allocationFailure(_ s: State, type: GuestType, vmid: Int, diskStorages: [String], disks: [Int64],
+                                   oldUsage: [String: Int64]) -> String? {
+        var need: [String: Int64] = [:]
+        for (i, size) in disks.enumerated() {
+            let id = diskStorages[i]
+            if s.inactiveStorages.contains(id) { return "storage '\(id)' is not online" }
+            let target = scenario.targetStorages.first { $0.id == id }
+            let used = s.targetUsed[id] ?? target?.used ?? 0
+            let freed = type == .vm ? oldUsage[id] ?? 0 : 0
+            need[id, default: 0] += size
+            if need[id]! > (target?.total ?? 0) - used + freed {
+                return "lvcreate '\(id)/vm-\(vmid)-disk-\(i)' error: Insufficient free space"
+            }
+        }
+        return nil
+    }
+
+    /// Adds (`sign` 1) or gives back (-1) bytes per storage.
+    func adjustUsed(_ s: inout State, _ usage: [String: Int64], sign: Int64) {
+        for (id, bytes) in usage where bytes != 0 {
+            let base = scenario.targetStorages.first { $0.id == id }?.used ?? 0
+            s.targetUsed[id] = max(0, (s.targetUsed[id] ?? base) + sign * bytes)
+        }
+    }
+
     /// pbs-restore's per-disk lines (§4.4), timed by the restore throughput.
-    private func vmRestoreLog(vmid: Int, volid: Volid, disks: [Int64], storage: String, datastore: String,
+    private func vmRestoreLog(vmid: Int, volid: Volid, disks: [Int64], storages: [String], datastore: String,
                               failAtHalf: Bool) -> ([(Double, String)], Double) {
         var lines: [(Double, String)] = []
         var t = 0.2
         let rate = scenario.restoreBytesPerSecond
         let repo = "pbs-standby@pbs@pbs.example:\(datastore)"
-        for (i, _) in disks.enumerated() { lines.append((t, "new volume ID is '\(storage):vm-\(vmid)-disk-\(i)'")) }
+        for (i, _) in disks.enumerated() { lines.append((t, "new volume ID is '\(storages[i]):vm-\(vmid)-disk-\(i)'")) }
         for (i, size) in disks.enumerated() {
             let target = "/dev/pve/vm-\(vmid)-disk-\(i)"
             lines.append((t, "restore proxmox backup image: /usr/bin/pbs-restore --repository \(repo) \(volid.snapshot) drive-scsi\(i).img.fidx \(target) --verbose --format raw --skip-zero"))
@@ -273,7 +389,7 @@ extension PVESimulator {
             case .unlock(let vmid):
                 s.guests[vmid]?.lock = nil
                 if s.guests[vmid]?.disks.isEmpty == true, s.guests[vmid]?.description == nil { s.guests[vmid] = nil }
-            case .restoreSucceeded(let vmid, let type, let name, let tags, let description, let disks, let storage, let start, let onboot):
+            case .restoreSucceeded(let vmid, let type, let name, let tags, let description, let disks, let storage, let start, let onboot, let diskStorages):
                 var g = s.guests[vmid] ?? SimGuest(vmid: vmid, type: type, name: name, status: "stopped", lock: nil, tags: [],
                                                    description: nil, protection: false, disks: [], storage: storage, node: scenario.node)
                 // The merged config: the backup's `onboot` or the override (§3.1 step 2), and a
@@ -286,6 +402,8 @@ extension PVESimulator {
                 g.description = description
                 g.disks = disks
                 g.storage = storage
+                // Each disk's storage when they differ (a VM restored without `storage`, §13.4).
+                g.diskStorages = Set(diskStorages ?? []).count > 1 ? diskStorages ?? [] : []
                 g.lock = nil
                 g.status = start ? "running" : "stopped"
                 // pvestatd has not reported a guest new to the node yet (§5.1); only then (§13.5).
@@ -294,14 +412,17 @@ extension PVESimulator {
                 g.configDigestCounter += 1
                 g.extraConfig = [:]
                 s.guests[vmid] = g
-            case .restoreFailedVM(let vmid):
+            case .restoreFailedVM(let vmid, let release):
                 // Old disks are gone; the config is the temporary `memory: 128` (§3.1 step 3).
+                // The new volumes (`release`) are freed whatever became of the config.
+                if let release { adjustUsed(&s, release, sign: -1) }
                 if var g = s.guests[vmid] {
-                    if let used = s.targetUsed[g.storage] { s.targetUsed[g.storage] = max(0, used - g.disks.reduce(0, +)) }
+                    if release == nil { adjustUsed(&s, g.usage, sign: -1) }
                     g.lock = nil
                     g.tags = []
                     g.description = nil
                     g.disks = []
+                    g.diskStorages = []
                     g.name = "VM \(vmid)"
                     g.extraConfig = ["memory": "128"]
                     g.vmgenid = nil  // the temporary config has no vmgenid and no onboot (§3.1 step 3)
@@ -309,17 +430,14 @@ extension PVESimulator {
                     g.configDigestCounter += 1
                     s.guests[vmid] = g
                 }
-            case .restoreFailedCT(let vmid):
+            case .restoreFailedCT(let vmid, let release):
                 // A failed forced CT restore destroys the container and its config (§3.2).
-                if let g = s.guests.removeValue(forKey: vmid), let used = s.targetUsed[g.storage] {
-                    s.targetUsed[g.storage] = max(0, used - g.disks.reduce(0, +))
-                }
+                if let release { adjustUsed(&s, release, sign: -1) }
+                if let g = s.guests.removeValue(forKey: vmid), release == nil { adjustUsed(&s, g.usage, sign: -1) }
             case .setStatus(let vmid, let status):
                 s.guests[vmid]?.status = status
             case .destroy(let vmid):
-                if let g = s.guests.removeValue(forKey: vmid), let used = s.targetUsed[g.storage] {
-                    s.targetUsed[g.storage] = max(0, used - g.disks.reduce(0, +))
-                }
+                if let g = s.guests.removeValue(forKey: vmid) { adjustUsed(&s, g.usage, sign: -1) }
             }
         }
     }

@@ -12,7 +12,11 @@ struct SimGuest: Codable {
     var description: String?
     var protection: Bool
     var disks: [Int64]
+    /// The storage of the disks (of the first disk when ``diskStorages`` names each).
     var storage: String
+    /// The storage of each disk, when they differ (a VM restored without `storage` keeps each
+    /// disk's production storage, reference §13.4); empty: every disk on ``storage``.
+    var diskStorages: [String] = []
     /// `status` reads `unknown` until this time (pvestatd has not reported yet, reference §5.1).
     var unknownUntil: Double?
     /// The VMID was new to this node when its restore began: pvestatd reports it `unknown` for a
@@ -49,7 +53,7 @@ struct SimGuest: Codable {
 
     private enum CodingKeys: String, CodingKey {
         case vmid, type, name, status, lock, tags, description, protection, disks, storage, unknownUntil
-        case configDigestCounter, extraConfig, vmgenid, onboot, node, newToNode
+        case configDigestCounter, extraConfig, vmgenid, onboot, node, newToNode, diskStorages
     }
 
     /// Reads states saved before `vmgenid`/`onboot`/`node` existed too (`node` then reads "" and
@@ -73,6 +77,17 @@ struct SimGuest: Codable {
         onboot = try c.decodeIfPresent(Bool.self, forKey: .onboot) ?? false
         node = try c.decodeIfPresent(String.self, forKey: .node) ?? ""
         newToNode = try c.decodeIfPresent(Bool.self, forKey: .newToNode) ?? false
+        diskStorages = try c.decodeIfPresent([String].self, forKey: .diskStorages) ?? []
+    }
+
+    /// The storage disk `i` is on.
+    func storage(ofDisk i: Int) -> String { i < diskStorages.count ? diskStorages[i] : storage }
+
+    /// Bytes used per storage by the disks.
+    var usage: [String: Int64] {
+        var u: [String: Int64] = [:]
+        for (i, d) in disks.enumerated() { u[storage(ofDisk: i), default: 0] += d }
+        return u
     }
 
     func visibleStatus(at now: Double) -> String {
@@ -97,9 +112,14 @@ struct SimTask {
         case none
         /// `onboot`: the backup's value or the override (§3.1 "any VM config key overrides"); nil in
         /// states saved before it existed (read as the backup default, on).
-        case restoreSucceeded(vmid: Int, type: GuestType, name: String, tags: [String], description: String?, disks: [Int64], storage: String, start: Bool, onboot: Bool? = nil)
-        case restoreFailedVM(vmid: Int)
-        case restoreFailedCT(vmid: Int)
+        /// `diskStorages`: each disk's storage (nil in states saved before it existed: all on `storage`).
+        case restoreSucceeded(vmid: Int, type: GuestType, name: String, tags: [String], description: String?, disks: [Int64], storage: String, start: Bool, onboot: Bool? = nil, diskStorages: [String]? = nil)
+        /// `release`: the bytes per storage to give back when the task ends (the new volumes a
+        /// failure frees; the old ones were accounted when the task began). nil in states saved
+        /// before it existed: the guest's disks are given back.
+        case restoreFailedVM(vmid: Int, release: [String: Int64]? = nil)
+        /// As ``restoreFailedVM(vmid:release:)``; the container and its config are gone.
+        case restoreFailedCT(vmid: Int, release: [String: Int64]? = nil)
         case unlock(vmid: Int)
         case setStatus(vmid: Int, status: String)
         case destroy(vmid: Int)

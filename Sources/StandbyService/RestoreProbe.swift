@@ -12,9 +12,10 @@ import StandbyCore
 public enum RestoreProbe {
     /// What is known about the node and the token.
     public struct Context: Sendable {
-        /// The token's effective privileges per path; nil for `root@pam` (the pvesh transport),
-        /// whom none of these checks refuses.
-        public var permissions: [String: Set<String>]?
+        /// The token's effective privileges per path with their propagate flags
+        /// (`GET /access/permissions`); nil for `root@pam` (the pvesh transport), whom none of
+        /// these checks refuses.
+        public var permissions: PVEPermissionMap?
         /// The node's storages by id (enabled on the node).
         public var storages: [String: StorageInfo]
         /// The guests of the cluster (does a CT copy exist at the target already?); nil: unknown,
@@ -22,11 +23,16 @@ public enum RestoreProbe {
         public var guests: [GuestResource]?
         public var node: String
 
-        public init(permissions: [String: Set<String>]?, storages: [String: StorageInfo], guests: [GuestResource]?, node: String) {
+        public init(permissions: PVEPermissionMap?, storages: [String: StorageInfo], guests: [GuestResource]?, node: String) {
             self.permissions = permissions
             self.storages = storages
             self.guests = guests
             self.node = node
+        }
+
+        /// Privilege sets per path, each read as propagating (an ACL's default).
+        public init(permissions: [String: Set<String>], storages: [String: StorageInfo], guests: [GuestResource]?, node: String) {
+            self.init(permissions: PVEPermissionMap(propagating: permissions), storages: storages, guests: guests, node: node)
         }
     }
 
@@ -50,14 +56,30 @@ public enum RestoreProbe {
             if let s = c.storages[ts] {
                 if !s.content.contains(content) { out.append("target storage '\(ts)' does not allow \(what) (content \(content))") }
                 if !s.enabled || !s.active {
-                    out.append("target storage '\(ts)' is not \(s.enabled ? "active" : "enabled") on node \(c.node) (a forced restore would free the copy's disks and then fail)")
+                    // A VM restore activates the storage only when it allocates, after freeing the
+                    // old disks (QemuServer.pm:7055 then :7058); a CT restore activates it before it
+                    // locks the config (pve-container LXC.pm:358, :419).
+                    let consequence = volid.type == .vm ? "a forced restore would free the copy's disks and then fail"
+                        : "PVE refuses the restore before changing anything"
+                    out.append("target storage '\(ts)' is not \(s.enabled ? "active" : "enabled") on node \(c.node) (\(consequence))")
                 }
             } else {
                 out.append("target storage '\(ts)' does not exist on node \(c.node)")
             }
         } else if volid.type == .vm, let config {
-            for d in config.disks where c.storages[d.storage] == nil {
-                out.append("disk \(d.key) is on storage '\(d.storage)' in the backup, which does not exist on node \(c.node): set target_storage")
+            // Each disk goes to the storage its `#qmdump#map` line names (QemuServer.pm:6617-6628):
+            // an unknown id or one without `images` ends the task before anything is freed; an
+            // inactive one fails at allocation, after the old disks are freed.
+            for d in config.disks {
+                guard let s = c.storages[d.storage] else {
+                    out.append("disk \(d.key) is on storage '\(d.storage)' in the backup, which does not exist on node \(c.node): set target_storage")
+                    continue
+                }
+                if !s.content.contains("images") {
+                    out.append("disk \(d.key) is on storage '\(d.storage)' in the backup, which does not allow VM disks (content images): set target_storage")
+                } else if !s.enabled || !s.active {
+                    out.append("disk \(d.key) is on storage '\(d.storage)' in the backup, which is not \(s.enabled ? "active" : "enabled") on node \(c.node) (a forced restore would free the copy's disks and then fail): set target_storage")
+                }
             }
         } else if volid.type == .ct {
             if let local = c.storages["local"] {
@@ -82,7 +104,9 @@ public enum RestoreProbe {
         }
         var storages: [String] = []
         if let ts = settings.targetStorage { storages = [ts] } else if volid.type == .ct { storages = ["local"] } else if let config {
-            // [unverified: qemu-server checks each disk's storage while reading the backup's hints]
+            // qemu-server checks each disk's storage while reading the backup's `#qmdump#map` hints,
+            // inside the task before any old disk is freed (QemuServer.pm:6602-6607 `$check_storage`,
+            // called at :6628).
             storages = config.diskStorages.filter { c.storages[$0] != nil }
         }
         for s in storages where !has("Datastore.AllocateSpace", "/storage/\(s)") {

@@ -14,8 +14,9 @@ public struct StandbyConfig: Sendable {
         public var tokenFile: String?
         public var fingerprint: String?
         public var caFile: String?
-        /// The standby node; default: the host name.
-        public var node: String = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
+        /// The standby node; default: the host name given to ``StandbyConfig/parse(yaml:hostName:)``
+        /// (the caller looks it up: this module reads no files and asks the system nothing).
+        public var node: String = "localhost"
         public var timeout: Duration = .seconds(30)
         /// pvesh executable (tests point it at the stand-in).
         public var pveshPath: String = "/usr/bin/pvesh"
@@ -90,18 +91,12 @@ public struct StandbyConfig: Sendable {
 
     public init() {}
 
-    /// Reads and validates a config file.
-    public static func load(path: String) throws(ConfigError) -> StandbyConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigError(path: "", line: nil, message: "cannot read the config file '\(path)'")
-        }
-        return try parse(yaml: text)
-    }
-
-    /// Parses YAML text.
-    public static func parse(yaml: String) throws(ConfigError) -> StandbyConfig {
+    /// Parses and validates YAML text; `hostName` (its first label) is the node when `proxmox.node`
+    /// is not set.
+    public static func parse(yaml: String, hostName: String = "localhost") throws(ConfigError) -> StandbyConfig {
         let root = try StrictMapping.parse(yaml: yaml)
         var c = StandbyConfig()
+        c.proxmox.node = hostName.split(separator: ".").first.map(String.init) ?? hostName
         if let p = try root.mapping("proxmox") {
             if let t = try p.string("transport") {
                 guard let tr = Transport(rawValue: t) else { throw p.error("transport", p.node("transport"), "expected https or pvesh, got '\(t)'") }

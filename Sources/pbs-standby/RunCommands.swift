@@ -12,7 +12,10 @@ import StandbyStore
 /// Loads and validates the config; errors name the key and line (exit 2).
 func loadConfig(_ global: GlobalOptions) throws -> StandbyConfig {
     var config: StandbyConfig
-    do { config = try StandbyConfig.load(path: global.configFile) } catch {
+    guard let text = try? String(contentsOfFile: global.configFile, encoding: .utf8) else {
+        throw UsageError(message: "\(global.configFile): cannot read the config file '\(global.configFile)'")
+    }
+    do { config = try StandbyConfig.parse(yaml: text, hostName: ProcessInfo.processInfo.hostName) } catch {
         throw UsageError(message: "\(global.configFile): \(error)")
     }
     if let p = global.statePath { config.statePath = p }
@@ -112,7 +115,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
             // storages (reference §3.1, §3.2, §13.1, §13.4; StandbyService/RestoreProbe.swift).
             let client = ProxmoxClient(transport: try makeTransport(config))
             let node = config.proxmox.node
-            var permissions: [String: Set<String>]?
+            var permissions: PVEPermissionMap?
             if config.proxmox.transport == .pvesh {
                 print("probe: pvesh runs as root@pam: no privilege can be missing")
             } else {
@@ -203,22 +206,17 @@ struct StatusCommand: AsyncParsableCommand {
     }
 }
 
-/// GET over plain HTTP to the local service (FoundationNetworking is not needed for this).
+/// GET over plain HTTP to the local service.
 func fetchURL(_ url: URL) async throws -> (Data, Int) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-    p.arguments = ["-sS", "--fail", url.absoluteString]
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else {
-        throw UsageError(message: "cannot read \(url): \(String(decoding: e, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) (is the service running?)")
+    let host = (url.host ?? "127.0.0.1").trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    let answer: (status: Int, body: [UInt8])
+    do { answer = try LocalHTTP.get(host: host, port: url.port ?? 80, path: url.path) } catch {
+        throw UsageError(message: "cannot read \(url): \(error) (is the service running?)")
     }
-    return (data, 200)
+    guard answer.status == 200 else {
+        throw UsageError(message: "cannot read \(url): HTTP \(answer.status)\(answer.status == 401 ? " (basic auth is configured: use the JSON endpoint with credentials)" : "")")
+    }
+    return (Data(answer.body), answer.status)
 }
 
 /// Opens the state file for a short CLI change while the service may hold its lock: the CLI

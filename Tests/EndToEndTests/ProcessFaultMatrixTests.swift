@@ -196,6 +196,7 @@ final class ServiceProcess {
             restore:
               workers: 3
               poll_interval: 1s
+              listing_max_interval: 1s
               task_poll_interval: 1s
               backoff: [1h]
             sources:

@@ -64,6 +64,9 @@ final class SimulatorProcess {
         restore:
           workers: 2
           poll_interval: 2s
+          # The simulator's clock runs faster than the wall clock the service lists by: backup
+          # rhythms cannot be predicted across the two, so list on every pass.
+          listing_max_interval: 2s
           rpo_target: 2h
         sources:
           - storage: pbs-prod

@@ -49,9 +49,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ]),
+        // PVE's value types (volids, UPIDs, guests, tasks, errors, backed-up configs, permission
+        // maps): no transport, no NIO. The pure core depends on these only.
+        .target(name: "ProxmoxModel"),
         .target(
             name: "ProxmoxAPI",
             dependencies: [
+                "ProxmoxModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -70,7 +74,7 @@ let package = Package(
         .target(
             name: "StandbyCore",
             dependencies: [
-                "ProxmoxAPI", "ConfigSupport",
+                "ProxmoxModel", "ConfigSupport",
                 .product(name: "Yams", package: "Yams"),
             ]),
         .target(
@@ -129,7 +133,7 @@ let package = Package(
             dependencies: ["ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP"]),
         .testTarget(
             name: "StandbyCoreTests",
-            dependencies: ["StandbyCore"]),
+            dependencies: ["StandbyCore", "ProxmoxModel"]),
         .testTarget(
             name: "StandbyServiceTests",
             dependencies: ["StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",

@@ -23,7 +23,7 @@ mkdir -p "$OUT"
 # Swift's crash backtracer would take the signal before libFuzzer writes the failing input.
 export SWIFT_BACKTRACE=enable=no
 
-PROXMOX_SOURCES=$(ls Sources/ProxmoxAPI/*.swift | grep -v HTTPSTransport.swift)
+PROXMOX_SOURCES=$(ls Sources/ProxmoxModel/*.swift Sources/ProxmoxAPI/*.swift | grep -v -e HTTPSTransport.swift -e Exports.swift)
 
 build() {  # name, harness, sources and objects…
     local name=$1 harness=$2
@@ -32,7 +32,7 @@ build() {  # name, harness, sources and objects…
     rm -rf "$src" && mkdir -p "$src"
     for f in "$@"; do
         case $f in
-        *.swift) sed -E '/^import (ConfigSupport|ProxmoxAPI|StandbyCore)$/d' "$f" >"$src/$(basename "$f")" ;;
+        *.swift) sed -E '/^import (ConfigSupport|ProxmoxAPI|ProxmoxModel|StandbyCore)$/d' "$f" >"$src/$(basename "$f")" ;;
         esac
     done
     local objects=()

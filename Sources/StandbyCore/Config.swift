@@ -1,6 +1,6 @@
 import ConfigSupport
 import Foundation
-import ProxmoxAPI
+import ProxmoxModel
 
 /// The service configuration (`shared/design/CONFIG.md`), validated: every key path and line of a
 /// bad value is named, unknown keys are errors.

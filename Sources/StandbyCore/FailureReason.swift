@@ -1,4 +1,4 @@
-import ProxmoxAPI
+import ProxmoxModel
 
 /// Why a restore failed: the bounded values of the `reason` label of
 /// `pbs_standby_restore_failures_total` (a contract test lists them all).

@@ -1,4 +1,4 @@
-import ProxmoxAPI
+import ProxmoxModel
 
 /// How a restore is carried out. The engine picks the executor an action names and does not know
 /// which one ran; the delta executor (writing only changed chunks) is the next.

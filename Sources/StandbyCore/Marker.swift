@@ -1,5 +1,5 @@
 import Foundation
-import ProxmoxAPI
+import ProxmoxModel
 
 /// The marker every restored guest carries, passed in the restore call (a restore replaces tags
 /// and description with the backup's otherwise, reference §3.1/§5.3) and checked afterwards.

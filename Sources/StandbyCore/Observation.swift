@@ -1,4 +1,4 @@
-import ProxmoxAPI
+import ProxmoxModel
 
 /// What the engine sees at the start of a pass: the backup catalogue, the guests on the node, what
 /// the state file remembers and what PVE proves about each selected guest's slots. Built by the

@@ -1,4 +1,4 @@
-import ProxmoxAPI
+import ProxmoxModel
 
 /// One place a copy of a backed-up guest lives on the standby: the primary VMID, or with
 /// `keep_previous` the second slot (primary + `previous_vmid_offset`).

@@ -1,4 +1,4 @@
-import ProxmoxAPI
+import ProxmoxModel
 
 /// The state a guest is shown in (metric label `state`, status JSON `state`); exactly one at a time.
 public enum GuestState: String, Sendable, CaseIterable, Codable {

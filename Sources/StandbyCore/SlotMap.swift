@@ -1,5 +1,5 @@
 import ConfigSupport
-import ProxmoxAPI
+import ProxmoxModel
 
 /// PVE's VMID range (`pve-vmid`: 100–999999999).
 public let vmidRange: ClosedRange<Int> = 100...999_999_999

@@ -1,4 +1,4 @@
-import ProxmoxAPI
+import ProxmoxModel
 import StandbyCore
 import Testing
 

@@ -1,5 +1,5 @@
 import ConfigSupport
-import ProxmoxAPI
+import ProxmoxModel
 import StandbyCore
 import Testing
 

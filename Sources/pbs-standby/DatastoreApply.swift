@@ -1,0 +1,24 @@
+import ArgumentParser
+import Foundation
+import PBSDatastore
+
+struct DatastoreApply: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Turn an image of --from into an image of --to: verify every changed chunk, then write them.")
+
+    @OptionGroup var options: DatastoreOptions
+    @Option(help: "The snapshot the target holds now.") var from: String
+    @Option(help: "The snapshot to turn it into.") var to: String
+    @Option(help: "The file or block device holding the --from image (may be larger than the image).") var target: String
+
+    func run() throws {
+        try reportingErrors { () throws(DatastoreError) in
+            let ds = try options.open()
+            let plan = try DeltaPlan.diff(from: options.index(ds, from), to: options.index(ds, to))
+            let started = ContinuousClock.now
+            let outcome = try ImageWriter(source: ds.chunks, workers: chunkWorkers()).apply(plan, target: target)
+            printSummary("apply", outcome, of: plan, since: started)
+        }
+    }
+}

@@ -33,16 +33,16 @@ struct StatusCommand: AsyncParsableCommand {
                 return
             }
             if json { FileHandle.standardOutput.write(data); return }
-            guard let doc = try? JSONValue.parse(Array(data), path: "/api/v1/status"), let guests = doc["guests"]?.array else {
+            guard let doc = try? StatusDocument.decode(data) else {
                 throw UsageError(message: "\(url): not a pbs-standby status document")
             }
             print("SOURCE\tVMID\tTARGET\tSTATE\tLAG_S\tRESTORED")
-            for g in guests {
-                print("\(g["source"]?.string ?? "")\t\(g["vmid"]?.string ?? "")\t\(g["target_vmid"]?.string ?? "")\t\(g["state"]?.string ?? "")\t\(g["lag_seconds"]?.int.map(String.init) ?? "-")\t\(g["restored"]?["volid"]?.string ?? "-")")
+            for g in doc.guests {
+                print("\(g.source)\t\(g.vmid)\t\(g.targetVmid)\t\(g.state)\t\(g.lagSeconds.map { String(Int($0)) } ?? "-")\t\(g.restored?.volid ?? "-")")
             }
-            if let state = doc["service"]?["state"], state["writable"]?.bool == false {
-                let unsaved = state["unsaved_writes"]?.int ?? 0
-                FileHandle.standardError.write(Data("warning: the service cannot write its state file (\(state["error"]?.string ?? "unknown error")); no restore starts until it can, \(unsaved) outcome(s) kept in memory\n".utf8))
+            if !doc.service.state.writable {
+                let state = doc.service.state
+                FileHandle.standardError.write(Data("warning: the service cannot write its state file (\(state.error ?? "unknown error")); no restore starts until it can, \(state.unsavedWrites) outcome(s) kept in memory\n".utf8))
                 throw ExitCode(1)
             }
         }

@@ -105,7 +105,7 @@ struct RealPVETests {
         #expect(h.result == "success" && h.warnings == 1 && h.error == "TASK WARNINGS: 1")
         await rig.once()  // the next pass shows the new history row
         #expect(rig.guest(201)?.state == .idle && rig.guest(201)?.history.first?.warnings == 1)
-        let json = StatusJSON.status(rig.runtime.reconciler.snapshot, now: rig.clock.now()).serialized()
+        let json = String(decoding: StatusDocument(rig.runtime.reconciler.snapshot, now: rig.clock.now()).json(), as: UTF8.self)
         #expect(json.contains("\"warnings\":1"))
         let text = String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self)
         #expect(text.contains("pbs_standby_restore_warnings_total{source=\"pbs-prod\"} 1"), "\(text.split(separator: "\n").filter { $0.contains("warnings") })")

@@ -291,7 +291,7 @@ struct RenderingTests {
     @Test func statusJSONAndPageEscapeWhatComesFromPVE() async throws {
         let rig = try Rig()
         await rig.once()
-        let json = StatusJSON.status(rig.runtime.reconciler.snapshot, now: rig.clock.now()).serialized()
+        let json = String(decoding: StatusDocument(rig.runtime.reconciler.snapshot, now: rig.clock.now()).json(), as: UTF8.self)
         let doc = try JSONValue.parse(Array(json.utf8), path: "status")
         let g101 = try #require(doc["guests"]?.array?.first { $0["vmid"]?.int == 101 })
         #expect(g101["state"]?.string == "idle")

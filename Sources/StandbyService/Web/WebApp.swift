@@ -41,7 +41,7 @@ public struct WebApp: Sendable {
             // Rendered at most once a second, like /metrics: a status poller cannot make the
             // service re-serialise 1000 guests per request.
             let page = RenderCache { ResponseBody(Array(StatusPage.render(status(), now: now()).utf8)) }
-            let json = RenderCache { ResponseBody(Array((StatusJSON.status(status(), now: now()).serialized() + "\n").utf8)) }
+            let json = RenderCache { ResponseBody(StatusDocument(status(), now: now()).json() + [10]) }
             router.get("/") { _ in HTTPResponse(contentType: "text/html; charset=utf-8", body: page.body()) }
             router.get("/api/v1/status") { _ in HTTPResponse(contentType: "application/json", body: json.body()) }
             router.get("/api/v1/guests/{vmid}") { req in
@@ -52,7 +52,8 @@ public struct WebApp: Sendable {
                 let guests = snap.guests.filter { $0.key.vmid == vmid }
                 guard !guests.isEmpty else { return .jsonError("guest \(vmid) is not selected", status: 404) }
                 let t = now()
-                return .json(Array((guests.count == 1 ? StatusJSON.guest(guests[0], now: t) : .array(guests.map { StatusJSON.guest($0, now: t) })).serialized().utf8))
+                let docs = guests.map { StatusDocument.Guest($0, now: t) }
+                return .json(docs.count == 1 ? docs[0].json() : StatusDocument.encode(docs))
             }
         } else {
             router.get("/") { _ in .text(LandingPage.html, contentType: "text/html; charset=utf-8") }

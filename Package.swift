@@ -135,6 +135,9 @@ let package = Package(
             name: "StandbyCoreTests",
             dependencies: ["StandbyCore", "ProxmoxModel"]),
         .testTarget(
+            name: "StandbyStoreTests",
+            dependencies: ["StandbyStore", "StandbyCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(
             name: "StandbyServiceTests",
             dependencies: ["StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
                            .product(name: "GRDB", package: "GRDB.swift"),

@@ -10,7 +10,7 @@ log=$(mktemp)
 fuzzdir=$(mktemp -d)
 trap 'rm -f "$log"; rm -rf "$fuzzdir"' EXIT
 status=0
-swift test --skip-build --filter 'MicroHTTPTests|ProxmoxAPITests|StandbyCoreTests|StandbyServiceTests|FuzzTests' 2>&1 | tee -a "$log"
+swift test --skip-build --filter 'MicroHTTPTests|ProxmoxAPITests|StandbyCoreTests|StandbyStoreTests|StandbyServiceTests|FuzzTests' 2>&1 | tee -a "$log"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 FUZZ_DIR=$fuzzdir scripts/fuzz.sh "${FUZZ_RUNS:-200000}" || status=1
 swift test --skip-build --filter 'EndToEndTests|PBSDatastoreTests' 2>&1 | tee -a "$log"

@@ -137,9 +137,15 @@ let package = Package(
         .testTarget(
             name: "StandbyStoreTests",
             dependencies: ["StandbyStore", "StandbyCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        // Test helpers (the `Rig`: engine + in-process simulator on virtual time).
+        .target(
+            name: "TestSupport",
+            dependencies: ["StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI",
+                           .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport"),
         .testTarget(
             name: "StandbyServiceTests",
-            dependencies: ["StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
+            dependencies: ["TestSupport", "StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "PropertyBased", package: "swift-property-based"),
                            .product(name: "Logging", package: "swift-log")]),

@@ -5,6 +5,7 @@ import StandbyCore
 import StandbyService
 import StandbyStore
 import Synchronization
+import TestSupport
 import Testing
 
 /// `failover` as a service operation (issue 12 item 11, issue 13 item 3): it starts only proven

@@ -6,6 +6,7 @@ import StandbyCore
 import StandbyService
 import StandbySimulation
 import StandbyStore
+import TestSupport
 import Testing
 
 /// Faults against the simulator on virtual time: what is observed, nothing lost, status honest.

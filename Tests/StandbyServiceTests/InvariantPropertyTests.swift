@@ -5,6 +5,7 @@ import ProxmoxSimulator
 import StandbyCore
 import StandbyService
 import StandbyStore
+import TestSupport
 import Testing
 
 /// Random scenarios (guests, sizes, intervals, existing guests in every unsafe condition, random

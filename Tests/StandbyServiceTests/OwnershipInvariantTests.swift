@@ -5,6 +5,7 @@ import ProxmoxSimulator
 import StandbyCore
 import StandbyService
 import StandbyStore
+import TestSupport
 import Testing
 
 /// Generated administrator behaviour against the service (issue 12): between and during passes

@@ -3,6 +3,7 @@ import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
 @testable import StandbyService
+import TestSupport
 import Testing
 
 /// Issue 13 item 1: a restore PVE refuses for a missing privilege or a root-only part of the

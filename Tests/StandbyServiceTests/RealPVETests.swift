@@ -4,6 +4,7 @@ import ProxmoxSimulator
 import StandbyCore
 import StandbyService
 import StandbyStore
+import TestSupport
 import Testing
 
 /// Issue 13: behaviours of real PVE the engine must handle (reference §13.1, §13.4).

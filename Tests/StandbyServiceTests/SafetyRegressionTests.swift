@@ -6,6 +6,7 @@ import StandbyCore
 import StandbyService
 import StandbyStore
 import Synchronization
+import TestSupport
 import Testing
 
 /// One regression test per finding of the safety review (issue 12): each failed on the code

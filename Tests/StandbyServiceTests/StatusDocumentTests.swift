@@ -2,6 +2,7 @@ import Foundation
 import ProxmoxAPI
 import StandbyCore
 import StandbyService
+import TestSupport
 import Testing
 
 /// The status document is one Codable type: what the server writes, `pbs-standby status` and the

@@ -3,6 +3,7 @@ import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
 import StandbyService
+import TestSupport
 import Testing
 
 /// Without `Sys.Audit` on `/nodes/<node>` PVE lists only the token's own tasks (pve-manager

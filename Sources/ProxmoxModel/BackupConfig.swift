@@ -135,7 +135,7 @@ public struct BackupConfig: Sendable, Equatable {
     }
 
     /// `32G`, `512M`, `4K`, `1T` (or plain bytes) in bytes, clamped to 1 EiB.
-    static func bytes(_ text: String) -> Int64? {
+    public static func bytes(_ text: String) -> Int64? {
         let units: [Character: Double] = ["K": 1024, "M": 1_048_576, "G": 1_073_741_824, "T": 1_099_511_627_776]
         guard let last = text.last else { return nil }
         let (number, factor) = units[last].map { (text.dropLast(), $0) } ?? (Substring(text), 1)
@@ -155,5 +155,31 @@ public struct BackupConfig: Sendable, Equatable {
 
     static func isDrive(_ key: String) -> Bool {
         ["scsi", "virtio", "sata", "ide"].contains { isIndexed(key, $0) } || key == "efidisk0" || key == "tpmstate0"
+    }
+}
+
+extension GuestConfig {
+    /// Bytes of this VM's disks on `storage` (`size=` of the drive keys `ideN`, `sataN`, `scsiN`,
+    /// `virtioN`, `efidisk0`, `tpmstate0` whose volume is on it; CD-ROMs left out): what a forced
+    /// restore frees there before it allocates. Reads the raw keys only (once per pass and guest).
+    public func diskBytes(onStorage storage: String) -> Int64 {
+        var total: Int64 = 0
+        for (key, value) in raw where Self.isDriveKey(key) && value.hasPrefix(storage + ":") && !value.contains("media=cdrom") {
+            for option in value.split(separator: ",") where option.hasPrefix("size=") {
+                let (sum, overflow) = total.addingReportingOverflow(BackupConfig.bytes(String(option.dropFirst(5))) ?? 0)
+                total = overflow ? .max : sum
+            }
+        }
+        return total
+    }
+
+    /// `ideN`, `sataN`, `scsiN`, `virtioN`, `efidisk0`, `tpmstate0`: the keys whose value is a volume.
+    static func isDriveKey(_ key: String) -> Bool {
+        if key == "efidisk0" || key == "tpmstate0" { return true }
+        for bus in ["ide", "sata", "scsi", "virtio"] where key.hasPrefix(bus) {
+            let rest = key.dropFirst(bus.count)
+            return !rest.isEmpty && rest.allSatisfy(\.isNumber)
+        }
+        return false
     }
 }

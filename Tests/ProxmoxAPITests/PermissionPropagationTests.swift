@@ -158,3 +158,16 @@ struct PermissionPropagationTests {
         await #expect(throws: ProxmoxError.self) { _ = try await bad.permissions() }
     }
 }
+
+/// What a forced VM restore frees on the target storage (the engine's space rule).
+@Suite("Disk bytes on a storage")
+struct DiskBytesTests {
+    @Test func countsOnlyDrivesOnThatStorage() {
+        let c = GuestConfig(raw: ["scsi0": "local-lvm:vm-101-disk-0,size=32G", "virtio1": "other:vm-101-disk-1,size=100G",
+                                  "ide2": "local-lvm:iso/x.iso,media=cdrom,size=1G", "efidisk0": "local-lvm:vm-101-disk-2,size=4M",
+                                  "net0": "virtio=AA:BB:CC:DD:EE:FF,bridge=vmbr0", "scsihw": "virtio-scsi-pci"])
+        #expect(c.diskBytes(onStorage: "local-lvm") == 32 * 1_073_741_824 + 4 * 1_048_576)
+        #expect(c.diskBytes(onStorage: "other") == 100 * 1_073_741_824)
+        #expect(c.diskBytes(onStorage: "none") == 0)
+    }
+}

@@ -115,9 +115,7 @@ extension Reconciler {
         let settings = config.effective(source: s.source, vmid: s.vmid)
         if type == .vm, let ts = settings.targetStorage, let cfg = intoProof.1 {
             // The copy's disks on the target storage: a forced VM restore frees them first.
-            let text = cfg.raw.map { "\($0.key): \($0.value)" }.joined(separator: "\n")
-            slots.reclaimableBytes = BackupConfig(parsing: text, type: .vm).disks.filter { $0.storage == ts }
-                .reduce(Int64(0)) { $0.saturatingAdd(max(0, $1.size ?? 0)) }
+            slots.reclaimableBytes = cfg.diskBytes(onStorage: ts)
         }
         if let target = guests[into], slots.intoOwnership.isOurs {
             if target.lock == "create" { slots.staleLock = await c.observer.noTaskRuns(vmid: into, node: c.node, now: now) }

@@ -8,15 +8,22 @@ public struct StandbyConfig: Sendable {
     /// How PVE is reached.
     public enum Transport: String, Sendable { case https, pvesh }
 
+    /// How PVE is reached (`proxmox:`): transport, endpoint, credentials and the standby node.
     public struct Proxmox: Sendable {
+        /// `https` (API token) or `pvesh` (local, as root@pam).
         public var transport: Transport = .https
+        /// The PVE API's base URL (https transport); `http://` only to a literal loopback address.
         public var url: String = "https://127.0.0.1:8006"
+        /// The API token file, one line `USER@REALM!TOKENID=SECRET`; `PBS_STANDBY_TOKEN` wins when set.
         public var tokenFile: String?
+        /// SHA-256 fingerprint the PVE certificate is pinned to (PVE's `AB:CD:…` format, checked at parse).
         public var fingerprint: String?
+        /// CA file the PVE certificate is checked against when no fingerprint is set (else the system's CAs).
         public var caFile: String?
         /// The standby node; default: the host name given to ``StandbyConfig/parse(yaml:hostName:)``
         /// (the caller looks it up: this module reads no files and asks the system nothing).
         public var node: String = "localhost"
+        /// Timeout of each HTTPS connection and request to PVE (unused with pvesh).
         public var timeout: Duration = .seconds(30)
         /// pvesh executable (tests point it at the stand-in).
         public var pveshPath: String = "/usr/bin/pvesh"
@@ -27,22 +34,33 @@ public struct StandbyConfig: Sendable {
         public var systemdRunPath: String = "/usr/bin/systemd-run"
     }
 
+    /// How restores run (`restore:`): workers, cadence, eligibility, safety margins and retries.
     public struct Restore: Sendable {
+        /// Restores running at the same time, across all sources (1–64).
         public var workers = 1
+        /// The time between reconcile passes (`poll_interval`, at least 1 s); also the fastest listing gap.
         public var pollInterval: Duration = .seconds(30)
         /// The longest gap between two backup listings of a source when nothing changes and no
         /// backup is due (``ListingCadence``); equal to `poll_interval`: list every pass.
         public var listingMaxInterval: Duration = .seconds(300)
+        /// Minimum age of a backup (from its backup time) before it is restored; zero: no wait.
         public var settle: Duration = .zero
+        /// Start each copy after its restore; off by default: copies stay stopped until a failover.
         public var startAfterRestore = false
+        /// Blue/green: restore into the other slot and keep the last good copy until the new one is complete.
         public var keepPrevious = false
+        /// With `keep_previous`: the second slot's VMID is the primary VMID plus this offset.
         public var previousVmidOffset = 100_000
+        /// Restore only backups whose PBS verification state is `ok`.
         public var requireVerified = false
+        /// Default RPO target: the restore lag alerts compare against (sources and guests may override it).
         public var rpoTarget: Duration = .seconds(7200)
+        /// How long a restore task is followed before it fails as `timeout` (it is left running in PVE).
         public var taskTimeout: Duration = .seconds(12 * 3600)
         /// How often a running task's status and log are read; nil: a quarter of
         /// `poll_interval`, between 0.5 s and 5 s.
         public var taskPollInterval: Duration?
+        /// Count guests without any marker at a target VMID as ours (migrating from the old script).
         public var adopt = false
         /// Backoff steps after consecutive failures (pvesr-like: 5, 10, 15, 30 min).
         public var backoff: [Duration] = [.seconds(300), .seconds(600), .seconds(900), .seconds(1800)]
@@ -52,27 +70,43 @@ public struct StandbyConfig: Sendable {
         public var spaceMargin = 0.10
     }
 
+    /// One PVE storage of type pbs whose backups are restored (an entry of `sources:`).
     public struct Source: Sendable {
+        /// The PVE storage id of the PBS storage (the `source` label of the metrics).
         public var storage: String
+        /// Storage the restored guest goes to; nil: VM disks where the backup had them, a CT on `local`.
         public var targetStorage: String?
+        /// Backed-up VMIDs restored from this source (default: all).
         public var include: Selection = .all
+        /// Backed-up VMIDs left out even when included (default: none).
         public var exclude: Selection = .none
+        /// Added to the backed-up VMID to give the restored (primary) VMID.
         public var vmidOffset = 0
+        /// Scheduling priority of the source's guests, higher first (-1000…1000).
         public var priority = 0
+        /// RPO target of the source's guests; nil: `restore.rpo_target`.
         public var rpoTarget: Duration?
+        /// At most this many restores of this source at once; nil: only `restore.workers` limits it.
         public var workers: Int?
         /// PVE pool restored guests are added to (the token's ACL can then be on `/pool/<id>`).
         public var pool: String?
         /// The line of the source's entry in the config file (named by slot-map errors).
         public var line: Int?
+        /// A source with the defaults: every VMID selected, no offset, priority 0.
         public init(storage: String) { self.storage = storage }
     }
 
+    /// Per-guest overrides (`guests:`, by backed-up VMID); nil keeps the source's or default value.
     public struct GuestOverride: Sendable {
+        /// Overrides the source's priority.
         public var priority: Int?
+        /// Overrides the source's or default RPO target.
         public var rpoTarget: Duration?
+        /// Overrides `restore.start_after_restore`.
         public var startAfterRestore: Bool?
+        /// Overrides the source's `target_storage`.
         public var targetStorage: String?
+        /// An override of the given settings only.
         public init(priority: Int? = nil, rpoTarget: Duration? = nil, startAfterRestore: Bool? = nil, targetStorage: String? = nil) {
             self.priority = priority
             self.rpoTarget = rpoTarget
@@ -81,14 +115,22 @@ public struct StandbyConfig: Sendable {
         }
     }
 
+    /// How PVE is reached (`proxmox:`).
     public var proxmox = Proxmox()
+    /// The SQLite state file (`state.path`).
     public var statePath = "/var/lib/pbs-standby/state.db"
+    /// Restore settings (`restore:`).
     public var restore = Restore()
+    /// The PBS storages restored from (`sources:`, at least one after parsing).
     public var sources: [Source] = []
+    /// Per-guest overrides by backed-up VMID (`guests:`).
     public var guests: [Int: GuestOverride] = [:]
+    /// `web.listen_address`; the flag `--web.listen-address` wins, nil and no flag: `:8216`.
     public var webListenAddress: String?
+    /// `web.config_file`: an exporter-toolkit web config (TLS, basic auth); the flag wins.
     public var webConfigFile: String?
 
+    /// The defaults, without any source (``parse(yaml:hostName:)`` requires one).
     public init() {}
 
     /// Parses and validates YAML text; `hostName` (its first label) is the node when `proxmox.node`
@@ -216,12 +258,18 @@ public struct StandbyConfig: Sendable {
 
 /// The settings that apply to one guest after source and per-guest overrides.
 public struct GuestSettings: Sendable, Equatable {
+    /// The VMID restored into: backed-up VMID + source offset (the plan may set the keep_previous slot).
     public var targetVmid: Int
+    /// Storage the restored guest goes to; nil: PVE's default for the backup.
     public var targetStorage: String?
+    /// Scheduling priority, higher first.
     public var priority: Int
+    /// The RPO target the restore lag is compared to (`pbs_standby_rpo_target_seconds`).
     public var rpoTarget: Duration
+    /// Start the copy after a successful restore.
     public var startAfterRestore: Bool
 
+    /// Settings as given (``StandbyConfig/effective(source:vmid:)`` computes them from the config).
     public init(targetVmid: Int, targetStorage: String?, priority: Int, rpoTarget: Duration, startAfterRestore: Bool) {
         self.targetVmid = targetVmid
         self.targetStorage = targetStorage
@@ -233,13 +281,16 @@ public struct GuestSettings: Sendable, Equatable {
 
 /// Which backed-up VMIDs a source covers: ids, ranges (`100-199`) and globs (`4*`, `1?5`).
 public struct Selection: Sendable, Equatable {
+    /// One list item: a VMID, an inclusive range, or a glob of digits with `*` and `?`.
     enum Item: Sendable, Equatable {
         case id(Int)
         case range(ClosedRange<Int>)
         case glob(String)
     }
 
+    /// The parsed items, in list order.
     var items: [Item]
+    /// Matches every VMID (``all``), whatever `items` holds.
     let everything: Bool
 
     /// Matches every id.

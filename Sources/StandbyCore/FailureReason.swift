@@ -7,16 +7,23 @@ public enum FailureReason: String, Sendable, CaseIterable, Codable {
     case taskError = "task_error"
     /// The API refused or failed the call (HTTP 5xx, 400, unreadable answer).
     case apiError = "api_error"
+    /// PVE answered 401 or 403: the token is wrong or lacks a privilege (see `permission`).
     case authError = "auth_error"
+    /// A local set-up problem: pvesh missing, token file unreadable, bad fingerprint format.
     case configError = "config_error"
     /// Still running after `restore.task_timeout` (left running in PVE).
     case timeout
     /// The restore could not be followed to an end (a pvesh child stopped with the service).
     case interrupted
+    /// PVE refused: the target guest is running.
     case refusedRunning = "refused_running"
+    /// PVE refused: the target guest's config is locked.
     case refusedLocked = "refused_locked"
+    /// PVE refused: the target VMID exists (taken meanwhile; only a restore over our copy uses `force`).
     case refusedNotOwned = "refused_not_owned"
+    /// PVE refused: the target guest has `protection: 1`.
     case refusedProtected = "refused_protected"
+    /// The task's storage ran out of space (`no space`, `free space` in its exit status).
     case insufficientSpace = "insufficient_space"
     /// A missing privilege or a root-only part of the backup (reference §3.1, §13.1): not retried
     /// on the backoff schedule, the guest waits for a newer backup.

@@ -9,10 +9,13 @@ public enum ExecutorKind: String, Sendable, CaseIterable, Codable {
 
 /// One restore the plan starts now.
 public struct RestoreAction: Sendable {
+    /// The guest restored.
     public var key: GuestKey
+    /// Its type (the type of its current backup group).
     public var type: GuestType
     /// The standby node the restore runs on.
     public var node: String
+    /// The backup restored: the guest's newest eligible one.
     public var backup: BackupEntry
     /// Settings with `targetVmid` = the slot the restore goes into.
     public var settings: GuestSettings
@@ -26,13 +29,17 @@ public struct RestoreAction: Sendable {
     public var liveVmid: Int?
     /// The PVE pool of the source.
     public var pool: String?
+    /// How the restore is carried out.
     public var executor: ExecutorKind
 
+    /// The VMID restored into (`settings.targetVmid`).
     public var targetVmid: Int { settings.targetVmid }
+    /// The volid of the backup restored.
     public var volid: Volid { backup.volid }
     /// The slot the restore goes into.
     public var slot: Slot { Slot(source: key.source, vmid: key.vmid, type: type, target: settings.targetVmid) }
 
+    /// An action; by default no stop, no `force`, and PVE's own restore task.
     public init(key: GuestKey, type: GuestType, node: String, backup: BackupEntry, settings: GuestSettings, stopFirst: Bool = false,
                 force: Bool = false, existingTarget: GuestResource? = nil, liveVmid: Int? = nil, pool: String? = nil,
                 executor: ExecutorKind = .pveTask) {
@@ -52,9 +59,13 @@ public struct RestoreAction: Sendable {
 
 /// A backup as a guest's view shows it.
 public struct PlannedBackup: Sendable, Equatable {
+    /// The backup's volid (`STORAGE:backup/TYPE/VMID/TIME`).
     public var volid: String
+    /// Its backup time (Unix seconds).
     public var backupTime: Int
+    /// Its size in bytes; nil when the state file does not know it (a copy proven only by its marker).
     public var size: Int64?
+    /// A backup as shown.
     public init(volid: String, backupTime: Int, size: Int64?) {
         self.volid = volid
         self.backupTime = backupTime
@@ -64,11 +75,15 @@ public struct PlannedBackup: Sendable, Equatable {
 
 /// The plan for one selected guest: its decision and what its view shows.
 public struct GuestPlan: Sendable {
+    /// The guest.
     public var key: GuestKey
+    /// Its type (the type of its current backup group).
     public var type: GuestType
     /// Effective settings; `targetVmid` is the slot a restore goes into.
     public var settings: GuestSettings
+    /// What the rules decided; its ``Decision/state`` is the state shown.
     public var decision: Decision
+    /// Why a safety rule refuses, when the decision is `blocked`.
     public var blockedReason: BlockReason?
     /// What the blocking rule saw, for status, page and log.
     public var blockedDetail: String?
@@ -76,6 +91,7 @@ public struct GuestPlan: Sendable {
     public var live: Int
     /// The copy on the standby, nil while none is proven (or remembered, when not observed).
     public var restored: PlannedBackup?
+    /// The newest eligible backup (complete, settled, verified if required); nil when none.
     public var latest: BackupEntry?
     /// Complete backups newer than the restored one.
     public var pendingBackups: Int
@@ -96,9 +112,13 @@ public enum PlanAction: Sendable, Equatable {
 /// What a pass does: per-guest plans (the views), side actions, the restores to start now in
 /// order, and the guests left waiting for a worker.
 public struct Plan: Sendable {
+    /// One plan per selected guest (their views).
     public var guests: [GuestPlan] = []
+    /// Side actions, carried out before any restore starts.
     public var actions: [PlanAction] = []
+    /// Restores to start now, in policy order, within the worker limits.
     public var starts: [RestoreAction] = []
+    /// Guests with a restore to do that wait for a worker (or for the state file to take writes).
     public var queue: [GuestKey] = []
     /// Sources that could not be listed (their guests keep their previous views).
     public var downSources: [String] = []
@@ -115,6 +135,7 @@ public struct PlanContext: Sendable {
     /// The caller is root@pam (pvesh): a stale VM lock may be cleared.
     public var canClearLocks: Bool
 
+    /// A context; by default ``SchedulingPolicy/order``, 300 MiB/s, `run` (not `once`), no lock clearing.
     public init(policy: @escaping @Sendable ([RestoreCandidate]) -> [RestoreCandidate] = SchedulingPolicy.order,
                 throughput: Double = 300 * 1_048_576, startedThisOnce: Set<GuestKey>? = nil, canClearLocks: Bool = false) {
         self.policy = policy

@@ -17,6 +17,7 @@ public struct ListingCadence: Sendable, Equatable {
     /// The current back-off gap.
     public private(set) var gap: Double
 
+    /// Starts at the fastest gap; a `slowest` below `fastest` is raised to it (both in seconds).
     public init(fastest: Double, slowest: Double) {
         self.fastest = fastest
         self.slowest = max(fastest, slowest)
@@ -47,8 +48,11 @@ public enum BackupRhythm {
     /// before the prediction) until `dueUntil`, after which the cadence backs off again (a backup
     /// that does not come — production down, schedule changed — must not keep PBS busy).
     public struct Expectation: Sendable, Equatable {
+        /// From when the cadence lists at the fastest rate (Unix seconds).
         public var dueFrom: Double
+        /// When a backup that did not come stops holding the fastest rate (Unix seconds).
         public var dueUntil: Double
+        /// An expectation window.
         public init(dueFrom: Double, dueUntil: Double) {
             self.dueFrom = dueFrom
             self.dueUntil = dueUntil

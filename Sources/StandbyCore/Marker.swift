@@ -33,6 +33,7 @@ public enum Marker {
         /// The VM's `vmgenid` recorded after `TASK OK` (VMs only).
         public var vmgenid: String?
 
+        /// A marker; `restoredAt` and `vmgenid` are optional (a VM's vmgenid is added after `TASK OK`).
         public init(volid: Volid, targetVmid: Int?, restoredAt: String? = nil, vmgenid: String? = nil) {
             self.volid = volid
             self.targetVmid = targetVmid

@@ -20,6 +20,7 @@ public struct Observation: Sendable {
     /// The state file took every owed write: else nothing starts (state is written before acting).
     public var stateWritable: Bool
 
+    /// An observation; parts not given are empty, and the state file counts as writable.
     public init(now: Double, catalogue: [String: [Int: [BackupEntry]]] = [:], guests: [Int: GuestResource] = [:],
                 memory: [GuestKey: GuestMemory] = [:], freeBytes: [String: Int64] = [:], slots: [GuestKey: SlotObservation] = [:],
                 stateWritable: Bool = true) {
@@ -36,18 +37,26 @@ public struct Observation: Sendable {
 /// The part of a guest's state-file record that planning needs (the record itself lives in
 /// StandbyStore, which depends on this module).
 public struct GuestMemory: Sendable, Equatable {
+    /// Volid of the backup the live copy was restored from, as recorded.
     public var restoredVolid: String?
+    /// Its backup time (Unix seconds).
     public var restoredBackupTime: Int?
+    /// Its size in bytes.
     public var restoredBytes: Int64?
     /// The slot holding the live copy, as last recorded.
     public var liveVmid: Int?
+    /// `pbs-standby hold`: no restore until `resume`.
     public var held = false
+    /// `pbs-standby failover`: the copy serves, restores are frozen.
     public var failedOver = false
+    /// After a failure: no attempt before this time (Unix seconds; the backoff).
     public var nextRetryAt: Double?
     /// The backup whose restore failed last and how often.
     public var failedVolid: String?
+    /// Failed attempts at `failedVolid` (compared with `retries_per_backup`).
     public var failedVolidAttempts = 0
 
+    /// A record; by default nothing restored, nothing frozen, no failure.
     public init(restoredVolid: String? = nil, restoredBackupTime: Int? = nil, restoredBytes: Int64? = nil, liveVmid: Int? = nil,
                 held: Bool = false, failedOver: Bool = false, nextRetryAt: Double? = nil, failedVolid: String? = nil,
                 failedVolidAttempts: Int = 0) {
@@ -86,6 +95,7 @@ public struct SlotObservation: Sendable, Equatable {
     /// The running guest at `restoreInto` was started by our recorded start task.
     public var startedByUs: Bool
 
+    /// An observation; by default a free slot, no copy, nothing protected, locked or tagged.
     public init(live: Int, restoreInto: Int, liveMarker: Marker.Info? = nil, intoOwnership: Ownership = .free,
                 intoProtected: Bool = false, reclaimableBytes: Int64 = 0, copyTags: [String] = [], staleLock: Bool = false,
                 startedByUs: Bool = false) {
@@ -103,9 +113,13 @@ public struct SlotObservation: Sendable, Equatable {
 
 /// A guest the configuration selects from a source's listing.
 public struct SelectedGuest: Sendable {
+    /// The source's configuration.
     public var source: StandbyConfig.Source
+    /// The backed-up VMID.
     public var vmid: Int
+    /// Its backups in the source's listing, grouped by type.
     public var groups: BackupGroups
+    /// The guest's key: source storage + backed-up VMID.
     public var key: GuestKey { GuestKey(source: source.storage, vmid: vmid) }
 }
 

@@ -12,6 +12,7 @@ public struct Slot: Sendable, Hashable, CustomStringConvertible {
     /// The VMID on the standby node.
     public var target: Int
 
+    /// A slot.
     public init(source: String, vmid: Int, type: GuestType, target: Int) {
         self.source = source
         self.vmid = vmid
@@ -19,6 +20,7 @@ public struct Slot: Sendable, Hashable, CustomStringConvertible {
         self.target = target
     }
 
+    /// `source/type/vmid -> target`, for logs and messages.
     public var description: String { "\(source)/\(type.rawValue)/\(vmid) -> \(target)" }
 }
 
@@ -42,6 +44,7 @@ public struct SlotEvidence: Sendable {
     /// `restore.adopt: true` (migration from the old script): guests without any marker count as ours.
     public var adoptUnmarked: Bool
 
+    /// Evidence; by default nothing read yet, no recorded task, no adoption.
     public init(guest: GuestResource?, config: GuestConfig? = nil, tasks: [TaskSummary]? = nil, ourUPIDs: Set<String> = [],
                 tokenUser: String? = nil, adoptedIdentity: String? = nil, adoptUnmarked: Bool = false) {
         self.guest = guest

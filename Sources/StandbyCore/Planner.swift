@@ -2,8 +2,12 @@ import ProxmoxModel
 
 /// The state a guest is shown in (metric label `state`, status JSON `state`); exactly one at a time.
 public enum GuestState: String, Sendable, CaseIterable, Codable {
+    /// `idle`: up to date; `queued`: a restore waits for a worker; `restoring`: one runs; `failing`: retried
+    /// after the backoff (or a newer backup); `held`: paused by `pbs-standby hold`.
     case idle, queued, restoring, failing, held
+    /// The standby copy serves (`pbs-standby failover`): restores are frozen.
     case failedOver = "failed_over"
+    /// A safety rule refuses (``BlockReason``).
     case blocked
     /// A backup group of the same VMID but the other type, older than the guest's current group:
     /// shown, never restored (the VMID changed from CT to VM or back in production).
@@ -33,9 +37,13 @@ public enum BlockReason: String, Sendable, Codable, CaseIterable {
 
 /// Everything known about one selected guest at one pass: the input of ``plan(_:now:rules:)``.
 public struct GuestInput: Sendable {
+    /// The source storage.
     public var source: String
+    /// The backed-up VMID.
     public var vmid: Int
+    /// The guest's type (its current backup group's).
     public var type: GuestType
+    /// Effective settings; `targetVmid` is the slot a restore would go into.
     public var settings: GuestSettings
     /// The newest eligible (complete, settled, verified if required) backup.
     public var latest: BackupEntry?
@@ -52,8 +60,11 @@ public struct GuestInput: Sendable {
     public var slotConflict: String?
     /// The target's `lock: create` is stale: no task of that VMID runs (checked only for our guests).
     public var staleLock: Bool = false
+    /// Held by the operator (state file, or the held tag on a copy).
     public var held: Bool
+    /// Failed over (state file, or the failed-over tag on a copy): restores are frozen.
     public var failedOver: Bool
+    /// A restore of this guest is running.
     public var inFlight: Bool
     /// After a failure: not before this time.
     public var nextRetryAt: Double?
@@ -68,6 +79,7 @@ public struct GuestInput: Sendable {
     /// (VMs only; ``SlotObservation/reclaimableBytes``).
     public var reclaimableBytes: Int64 = 0
 
+    /// An input knowing only the guest and its settings: no target, no backup, no flag set.
     public init(source: String, vmid: Int, type: GuestType, settings: GuestSettings) {
         self.source = source
         self.vmid = vmid
@@ -85,9 +97,13 @@ public struct GuestInput: Sendable {
 
 /// Rules that are configuration, not per-guest facts.
 public struct PlanRules: Sendable {
+    /// `restore.adopt`; not read by ``plan(_:now:rules:)``: unmarked guests arrive as `adopted` ownership.
     public var adopt: Bool
+    /// `restore.retries_per_backup`: failed attempts at one backup before waiting for a newer one.
     public var retriesPerBackup: Int
+    /// `restore.space_margin`: free space needed beyond the backup size, as a fraction of it.
     public var spaceMargin: Double
+    /// Rules; the defaults are the configuration's.
     public init(adopt: Bool = false, retriesPerBackup: Int = 5, spaceMargin: Double = 0.1) {
         self.adopt = adopt
         self.retriesPerBackup = retriesPerBackup
@@ -110,7 +126,9 @@ public enum Decision: Sendable, Equatable {
     case restoring
     /// Failed before: waiting for the backoff, or for a newer backup after too many attempts.
     case waiting(until: Double?)
+    /// Held by the operator: nothing is restored until `resume`.
     case held
+    /// Failed over: the copy serves and restores are frozen.
     case failedOver
     /// A safety rule refuses.
     case blocked(BlockReason)
@@ -186,8 +204,11 @@ public func backoffDelay(failures: Int, steps: [Duration]) -> Double {
 
 /// A restore waiting for a worker, as the scheduling policy sees it.
 public struct RestoreCandidate: Sendable {
+    /// The guest.
     public var key: GuestKey
+    /// Configured priority, higher first.
     public var priority: Int
+    /// The guest has a copy on the standby already (guests without one go first).
     public var hasCopy: Bool
     /// Seconds of freshness the restore gains: newest − restored backup time.
     public var gainSeconds: Double
@@ -196,6 +217,7 @@ public struct RestoreCandidate: Sendable {
     /// Backup time of the backup to restore (older first on ties: no starvation).
     public var backupTime: Int
 
+    /// A candidate.
     public init(key: GuestKey, priority: Int, hasCopy: Bool, gainSeconds: Double, expectedSeconds: Double, backupTime: Int) {
         self.key = key
         self.priority = priority
@@ -208,13 +230,18 @@ public struct RestoreCandidate: Sendable {
 
 /// Identifies a backed-up guest: source storage + VMID.
 public struct GuestKey: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
+    /// The source storage (PVE storage id of the PBS storage).
     public var source: String
+    /// The backed-up guest's VMID.
     public var vmid: Int
+    /// A key.
     public init(source: String, vmid: Int) {
         self.source = source
         self.vmid = vmid
     }
+    /// Orders by source, then VMID.
     public static func < (a: GuestKey, b: GuestKey) -> Bool { (a.source, a.vmid) < (b.source, b.vmid) }
+    /// `source/vmid`, for logs and messages.
     public var description: String { "\(source)/\(vmid)" }
 }
 
@@ -222,6 +249,7 @@ public struct GuestKey: Sendable, Hashable, Codable, Comparable, CustomStringCon
 /// then the most freshness gained per restore-second. Ranking by lag ÷ RPO instead starves
 /// long-interval guests when capacity is short, so it is not used. Ties: oldest backup first.
 public enum SchedulingPolicy {
+    /// Sorts `candidates` as described above (pure; the default ``PlanContext/policy``).
     public static func order(_ candidates: [RestoreCandidate]) -> [RestoreCandidate] {
         candidates.sorted { a, b in
             if a.priority != b.priority { return a.priority > b.priority }

@@ -8,11 +8,15 @@ public let vmidRange: ClosedRange<Int> = 100...999_999_999
 /// enumerated (everything, or a glob with `*`): such a set is treated as all of ``vmidRange``
 /// where equal offsets make a collision certain, and left to the per-pass check otherwise.
 struct VMIDSet: Sendable, Equatable {
+    /// The intervals, sorted and merged.
     var intervals: [ClosedRange<Int>]
+    /// False when the set stands for a selection that cannot be enumerated.
     var bounded: Bool
 
+    /// Every VMID PVE allows, unbounded.
     static let everything = VMIDSet(intervals: [vmidRange], bounded: false)
 
+    /// A set of any intervals (sorted and merged here).
     init(intervals: [ClosedRange<Int>], bounded: Bool) {
         self.intervals = VMIDSet.normalize(intervals)
         self.bounded = bounded
@@ -25,6 +29,7 @@ struct VMIDSet: Sendable, Equatable {
         self = exc.bounded ? inc.subtracting(exc) : inc
     }
 
+    /// The VMIDs a selection names; a `*` glob or more than four `?` make it all of ``vmidRange``, unbounded.
     init(selection s: Selection) {
         if s.everything { self = .everything; return }
         var out: [ClosedRange<Int>] = []
@@ -55,9 +60,11 @@ struct VMIDSet: Sendable, Equatable {
         self.init(intervals: out, bounded: bounded)
     }
 
+    /// 10 to the power `k`, in integers (small `k`).
     static func pow10(_ k: Int) -> Int { (0..<k).reduce(1) { r, _ in r * 10 } }
 
 
+    /// Sorts intervals and merges overlapping or adjacent ones.
     static func normalize(_ list: [ClosedRange<Int>]) -> [ClosedRange<Int>] {
         let sorted = list.sorted { $0.lowerBound < $1.lowerBound }
         var out: [ClosedRange<Int>] = []
@@ -71,10 +78,12 @@ struct VMIDSet: Sendable, Equatable {
         return out
     }
 
+    /// Every VMID plus `offset` (wrapping arithmetic: an absurd offset must not trap).
     func shifted(by offset: Int) -> VMIDSet {
         VMIDSet(intervals: intervals.map { ($0.lowerBound &+ offset)...($0.upperBound &+ offset) }, bounded: bounded)
     }
 
+    /// The VMIDs of this set not in `other`; `bounded` stays as it is.
     func subtracting(_ other: VMIDSet) -> VMIDSet {
         var out: [ClosedRange<Int>] = []
         for r in intervals {
@@ -104,8 +113,11 @@ struct VMIDSet: Sendable, Equatable {
         return nil
     }
 
+    /// No VMID in the set.
     var isEmpty: Bool { intervals.isEmpty }
+    /// The smallest VMID; nil when empty.
     var minimum: Int? { intervals.first?.lowerBound }
+    /// The largest VMID; nil when empty.
     var maximum: Int? { intervals.last?.upperBound }
 }
 
@@ -114,17 +126,26 @@ struct VMIDSet: Sendable, Equatable {
 public enum SlotMap {
     /// One family of slots: a source's selection shifted by an offset.
     struct Family {
+        /// Index of the source in `sources`.
         var source: Int
+        /// The source's storage id.
         var storage: String
+        /// The keep_previous slots, not the primary ones.
         var secondary: Bool
+        /// Selected VMID + offset = slot: `vmid_offset`, plus `previous_vmid_offset` when secondary.
         var offset: Int
+        /// The VMIDs the source selects (before the offset).
         var set: VMIDSet
+        /// The config keys that make up the family, for error messages.
         var keys: String
+        /// The line of the source's entry in the config file.
         var line: Int?
 
+        /// How errors name the family.
         var name: String { "\(secondary ? "keep_previous slots" : "slots") of source '\(storage)' (\(keys))" }
     }
 
+    /// Every family of the config: per source its primary slots, and its keep_previous slots when enabled.
     static func families(_ c: StandbyConfig) -> [Family] {
         var out: [Family] = []
         for (i, s) in c.sources.enumerated() {
@@ -186,9 +207,13 @@ public enum SlotMap {
 
     /// A slot one selected guest claims this pass.
     public struct Claim: Sendable, Hashable {
+        /// The guest claiming the slot.
         public var key: GuestKey
+        /// The target VMID claimed.
         public var target: Int
+        /// The claim is the guest's keep_previous slot, not its primary.
         public var secondary: Bool
+        /// A claim.
         public init(key: GuestKey, target: Int, secondary: Bool) {
             self.key = key
             self.target = target

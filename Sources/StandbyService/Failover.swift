@@ -10,17 +10,25 @@ import StandbyStore
 /// instead), or over the copy only with `replace` (PVE frees the copy's disks first, reference
 /// §13.3). A held guest keeps its held copy. Each step is reported through `say`.
 public struct Failover: Sendable {
+    /// The operations (config, PVE client, state store) the failover acts through.
     public let operations: GuestOperations
+    /// The service configuration.
     var config: StandbyConfig { operations.config }
 
+    /// A failover acting through `operations`.
     public init(operations: GuestOperations) { self.operations = operations }
 
     /// What to do.
     public struct Options: Sendable {
+        /// Start the copies; false: only freeze and tag them.
         public var start = true
+        /// Live-restore a VM first when an eligible backup newer than its copy exists.
         public var latest = false
+        /// With `latest`, without keep_previous: live-restore over the copy itself (PVE frees its disks first).
         public var replace = false
+        /// Seconds to wait for running restores; then the copies start anyway and `run` returns false.
         public var waitSeconds: Double = 3600
+        /// Options; by default the copies start as they are, after up to an hour's wait for running restores.
         public init(start: Bool = true, latest: Bool = false, replace: Bool = false, waitSeconds: Double = 3600) {
             self.start = start
             self.latest = latest

@@ -8,9 +8,13 @@ import StandbyStore
 /// operations: they act only on copies proven ours, mirror holds and failovers into PVE as tags
 /// (so they survive the loss of the state file), and wait for restores already running.
 public struct GuestOperations: Sendable {
+    /// The service configuration.
     public let config: StandbyConfig
+    /// The PVE client.
     public let client: ProxmoxClient
+    /// The state store holds, failovers and adoptions are written to.
     public let store: StateStore
+    /// Proves who owns the guest at a slot (fresh reads; unmarked guests are never adopted here).
     let observer: SlotObserver
 
     /// Creates the operations over a client and the (shared) state store.
@@ -24,9 +28,13 @@ public struct GuestOperations: Sendable {
 
     /// A copy proven ours: where it is and what it holds.
     public struct ProvenCopy: Sendable {
+        /// Where the copy is.
         public var slot: Slot
+        /// Its marker: the backup it holds.
         public var marker: Marker.Info
+        /// The guest as `/cluster/resources` shows it (tags, status).
         public var guest: GuestResource
+        /// Its config as read for the proof (its digest guards tag changes); nil when not read.
         public var config: GuestConfig?
     }
 
@@ -149,7 +157,9 @@ public struct GuestOperations: Sendable {
 public enum GuestSelector {
     /// A resolved guest with its primary target VMID.
     public struct Match: Sendable, Hashable {
+        /// The guest.
         public var key: GuestKey
+        /// Its primary target VMID.
         public var target: Int
         /// The slot the argument named: the target VMID typed (primary or keep_previous slot),
         /// else the primary.
@@ -176,6 +186,8 @@ public enum GuestSelector {
         return out
     }
 
+    /// Every selected guest an argument can name: `SOURCE:VMID`, or a number read as backed-up VMID,
+    /// primary target VMID or keep_previous target VMID of any source.
     static func matches(_ arg: String, config: StandbyConfig) -> [Match] {
         func selected(_ s: StandbyConfig.Source, _ vmid: Int) -> Bool { vmidRange.contains(vmid) && s.include.contains(vmid) && !s.exclude.contains(vmid) }
         func match(_ s: StandbyConfig.Source, _ vmid: Int) -> Match {

@@ -21,8 +21,10 @@ public enum RestoreProbe {
         /// The guests of the cluster (does a CT copy exist at the target already?); nil: unknown,
         /// read as "no copy yet".
         public var guests: [GuestResource]?
+        /// The standby node the restores run on.
         public var node: String
 
+        /// A context with the permission map as read.
         public init(permissions: PVEPermissionMap?, storages: [String: StorageInfo], guests: [GuestResource]?, node: String) {
             self.permissions = permissions
             self.storages = storages

@@ -9,10 +9,15 @@ import StandbyStore
 /// Wires the service together: client, state store, reconciler, metrics, web endpoint.
 /// `run`, `once` and `demo` use the same wiring; only the transport and the clock differ.
 public struct StandbyRuntime: Sendable {
+    /// The reconcile loop (a `Service`) and its published snapshot.
     public let reconciler: Reconciler
+    /// `/metrics`: the registry plus the per-guest families written from the snapshot.
     public let metrics: MetricsEndpoint
+    /// The service-level metrics, set from the snapshot and fed by restore events.
     public let catalogue: MetricCatalogue
+    /// The state store.
     public let store: StateStore
+    /// The PVE client over the configured transport.
     public let client: ProxmoxClient
 
     /// Builds the runtime.

@@ -4,22 +4,39 @@ import StandbyCore
 
 /// What the store remembers about one backed-up guest.
 public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, PersistableRecord {
+    /// The SQLite table (`guest`).
     public static let databaseTableName = "guest"
+    /// The source storage (PVE storage id of the PBS storage).
     public var source: String
+    /// The backed-up VMID.
     public var vmid: Int
+    /// The target VMID of the last restore begun (the given one when the record was created).
     public var targetVmid: Int
+    /// Volid of the backup the live copy was restored from; nil while no restore succeeded.
     public var restoredVolid: String?
+    /// Its backup time (Unix seconds).
     public var restoredBackupTime: Int?
+    /// Its size in bytes, as PVE listed it.
     public var restoredBytes: Int64?
+    /// When the last restore began (Unix seconds).
     public var lastAttemptAt: Double?
+    /// When the last successful restore ended (Unix seconds).
     public var lastSuccessAt: Double?
+    /// Seconds the last finished restore took, success or failure.
     public var lastDuration: Double?
+    /// Failed restores since the last success (picks the backoff step).
     public var consecutiveFailures: Int
+    /// After a failure: no attempt before this time (Unix seconds, the backoff); nil when none is pending.
     public var nextRetryAt: Double?
+    /// The last failure's message (a restore, or the start of a new copy); a successful restore clears it.
     public var lastError: String?
+    /// The backup whose restore failed last.
     public var failedVolid: String?
+    /// Failed attempts at `failedVolid` (`retries_per_backup` caps them; a permission error uses them up).
     public var failedVolidAttempts: Int
+    /// `pbs-standby hold`: no restore until `resume` (mirrored in PVE as the held tag).
     public var held: Bool
+    /// `pbs-standby failover`: the copy serves and restores are frozen (mirrored in PVE as a tag).
     public var failedOver: Bool
     /// The UPID of the last start pbs-standby made of the live copy (start_after_restore): the
     /// copy is ours to stop only while the newest start task of its VMID is this one.
@@ -34,13 +51,17 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
     /// The backup's `onboot`, read from its config after the restore (restores pass `onboot=0`;
     /// `failover` puts this value back on the guests it starts).
     public var backupOnboot: Bool?
+    /// Bytes of backups restored successfully, ever (`pbs_standby_restored_bytes_total`).
     public var restoredBytesTotal: Int64
+    /// Successful restores, ever (`pbs_standby_restores_total{result="success"}`).
     public var successes: Int
+    /// Failed restores, ever (`pbs_standby_restores_total{result="failure"}`).
     public var failures: Int
     /// The VMID holding the current good copy (with keep_previous it alternates between the
     /// primary and the primary + previous_vmid_offset).
     public var liveVmid: Int?
 
+    /// A fresh record: nothing restored, no failure, not frozen.
     public init(source: String, vmid: Int, targetVmid: Int) {
         self.source = source
         self.vmid = vmid
@@ -54,6 +75,7 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
         failures = 0
     }
 
+    /// The guest's key.
     public var key: GuestKey { GuestKey(source: source, vmid: vmid) }
 
     /// Decodes a row by column name (several times faster than the Codable path, and the state
@@ -89,27 +111,42 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
 
 /// One restore attempt (`result`: running, success, failure, interrupted).
 public struct HistoryRecord: Sendable, Codable, Equatable, FetchableRecord, MutablePersistableRecord {
+    /// The SQLite table (`history`).
     public static let databaseTableName = "history"
+    /// The row id; nil until inserted.
     public var id: Int64?
+    /// The source storage.
     public var source: String
+    /// The backed-up VMID.
     public var vmid: Int
+    /// The VMID restored into.
     public var targetVmid: Int
+    /// The backup restored.
     public var volid: String
+    /// The PVE task's UPID; nil until PVE answered the restore call.
     public var upid: String?
+    /// When the row was written, right before the restore call (Unix seconds).
     public var startedAt: Double
+    /// When the restore ended (Unix seconds); nil while running.
     public var finishedAt: Double?
+    /// `finishedAt` − `startedAt` in seconds; nil while running.
     public var duration: Double?
+    /// The backup's size in bytes.
     public var bytes: Int64
+    /// `running`, `success`, `failure`, `interrupted` or `skipped` (not started after all).
     public var result: String
+    /// The failure's message, `TASK WARNINGS: N` after a success with warnings, else nil.
     public var error: String?
     /// N of a `TASK WARNINGS: N` ending (0 otherwise).
     public var warnings: Int = 0
 
+    /// Keeps the row id SQLite assigned.
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
 /// Errors of the state store, naming the file.
 public struct StoreError: Error, CustomStringConvertible {
+    /// What failed, naming the file.
     public let description: String
 }
 
@@ -117,6 +154,7 @@ public struct StoreError: Error, CustomStringConvertible {
 /// restores are its rows with `result = running`), holds and failover flags. Written before
 /// acting: a restore's row exists before the restore POST is sent.
 public final class StateStore: Sendable {
+    /// The GRDB connection (a serial queue).
     let db: DatabaseQueue
     /// The file path, or ":memory:".
     public let path: String
@@ -165,6 +203,7 @@ public final class StateStore: Sendable {
 
     deinit { if lockFD >= 0 { close(lockFD) } }
 
+    /// The numbered schema migrations, applied on open (an older file keeps its rows).
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("1-guest-and-history") { db in

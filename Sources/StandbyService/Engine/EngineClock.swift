@@ -11,7 +11,10 @@ public protocol EngineClock: Sendable {
 
 /// Real time.
 public struct WallClock: EngineClock {
+    /// The system clock.
     public init() {}
+    /// Unix seconds from the system clock.
     public func now() -> Double { Date().timeIntervalSince1970 }
+    /// Sleeps in real time (millisecond resolution; throws on cancellation).
     public func sleep(_ seconds: Double) async throws { try await Task.sleep(for: .milliseconds(Int64(max(0, seconds) * 1000))) }
 }

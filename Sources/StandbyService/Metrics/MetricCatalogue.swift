@@ -7,13 +7,18 @@ import Synchronization
 /// and set from the published snapshot at render time, plus the failure counters and the duration
 /// histogram fed by restore events. The per-guest families are written by ``GuestExposition``.
 public final class MetricCatalogue: RestoreEventSink, Sendable {
+    /// The registry shared with ``MetricsEndpoint``.
     let registry: PrometheusCollectorRegistry
     private let state = Mutex<State>(State())
     private static let ns = "pbs_standby"
 
+    /// The snapshot's counts as last seen, so that each render adds only the difference to a counter.
     struct State {
+        /// Refresh errors per source.
         var sourceErrors: [String: Int] = [:]
+        /// Backup listings per source.
         var sourceListings: [String: Int] = [:]
+        /// Failed state file writes.
         var stateWriteErrors = 0
     }
 
@@ -33,6 +38,7 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
         stateWritable.set(1.0)
     }
 
+    /// The descriptor of `pbs_standby_<name>_<unit>` (no unit suffix when `unit` is empty).
     static func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: ns, metricName: name, unitName: unit, helpText: help)
     }

@@ -14,9 +14,13 @@ public final class MetricsEndpoint: Sendable {
     private let maxAge: Duration
     private let cache = Mutex<CacheState>(CacheState())
 
+    /// The last rendered exposition and whether a render is under way.
     struct CacheState {
+        /// When `body` was rendered.
         var at: ContinuousClock.Instant?
+        /// The last rendered exposition; nil before the first scrape.
         var body: ResponseBody?
+        /// A request is rendering a new body now (the others serve the previous one).
         var rendering = false
     }
 

@@ -6,78 +6,138 @@ import StandbyCore
 /// server, `pbs-standby status` and the tests. Times are ISO-8601 UTC strings with a Unix-seconds
 /// twin where the contract has one; absent values are `null`, never missing keys.
 public struct StatusDocument: Codable, Sendable, Equatable {
+    /// The service as a whole (`service`).
     public var service: Service
+    /// Every configured source, in config order (`sources`).
     public var sources: [Source]
+    /// Every guest, a superseded group after its guest (`guests`).
     public var guests: [Guest]
 
+    /// `service`: version, start, workers, queue and the state file.
     public struct Service: Codable, Sendable, Equatable {
+        /// The pbs-standby version.
         public var version: String
+        /// When the service started (ISO-8601 UTC).
         public var startedAt: String?
+        /// Configured restore workers.
         public var workers: Int
+        /// Guests with a restore to do that wait for a worker.
         public var queueLength: Int
+        /// Restores running now.
         public var restoresInProgress: Int
+        /// Start of the last completed pass (ISO-8601 UTC); null before the first.
         public var lastLoopAt: String?
+        /// Whether the state file takes writes.
         public var state: StateFile
     }
 
     /// Whether the service's state file takes writes.
     public struct StateFile: Codable, Sendable, Equatable {
+        /// The last write succeeded (false: disk full, read-only…; no restore starts until it is writable).
         public var writable: Bool
+        /// The write that failed and why; null while writable.
         public var error: String?
+        /// Since when writes fail (ISO-8601 UTC); null while writable.
         public var failingSince: String?
+        /// Failed writes since start.
         public var writeErrors: Int
+        /// Restore outcomes kept in memory until the file takes writes again.
         public var unsavedWrites: Int
     }
 
+    /// One configured source and its backup listings.
     public struct Source: Codable, Sendable, Equatable {
+        /// The PVE storage id of the PBS storage.
         public var storage: String
+        /// The last backup listing succeeded.
         public var up: Bool
+        /// The last successful listing (ISO-8601 UTC); null before the first.
         public var lastRefreshAt: String?
+        /// The last listing's error (`not refreshed yet` before the first); null while up.
         public var error: String?
+        /// Failed listings since start.
         public var refreshErrors: Int
+        /// Backup listings since start (each makes PBS read every snapshot's manifest).
         public var listings: Int
+        /// When the next listing is due (ISO-8601 UTC, ``ListingCadence``); null while unknown.
         public var nextListingAt: String?
     }
 
+    /// A backup: a guest's `restored` or `latest`.
     public struct Backup: Codable, Sendable, Equatable {
+        /// The backup's volid.
         public var volid: String
+        /// Its backup time (ISO-8601 UTC).
         public var backupTime: String
+        /// The same time in Unix seconds.
         public var backupTimestamp: Int
+        /// Its size in bytes; null when unknown.
         public var sizeBytes: Int64?
     }
 
+    /// One restore attempt: `last_restore` and the entries of `history`.
     public struct Restore: Codable, Sendable, Equatable {
+        /// When it began (ISO-8601 UTC).
         public var startedAt: String?
+        /// When it ended (ISO-8601 UTC); null while running.
         public var finishedAt: String?
+        /// Seconds it took; null while running.
         public var durationSeconds: Double?
+        /// `running`, `success`, `failure`, `interrupted` or `skipped`.
         public var result: String
+        /// The failure's message (`TASK WARNINGS: N` after a success with warnings); else null.
         public var error: String?
+        /// The PVE task's UPID; null until PVE answered the restore call.
         public var upid: String?
+        /// The backup restored.
         public var volid: String
+        /// N of a `TASK WARNINGS: N` ending (0 otherwise).
         public var warnings: Int
     }
 
+    /// One guest: an entry of `guests`, and the document of `/api/v1/guests/{vmid}`.
     public struct Guest: Codable, Sendable, Equatable {
+        /// The source storage (PVE storage id of the PBS storage).
         public var source: String
+        /// The backed-up VMID.
         public var vmid: Int
+        /// `vm` or `ct`.
         public var type: String
+        /// The live copy's name in PVE; `guest VMID` while none was seen.
         public var name: String
+        /// The VMID holding the live copy (the restore slot while there is none).
         public var targetVmid: Int
+        /// The standby node.
         public var targetNode: String
+        /// The state shown: a ``GuestState`` raw value (`idle`, `queued`, `restoring`, …).
         public var state: String
+        /// The copy ready on the standby; null while none.
         public var restored: Backup?
+        /// The newest eligible backup; null when none.
         public var latest: Backup?
+        /// Now − the restored backup time: the guest's effective RPO; null while no copy is ready.
         public var lagSeconds: Double?
+        /// The configured RPO target in seconds.
         public var rpoTargetSeconds: Double
+        /// Scheduling priority, higher first.
         public var priority: Int
+        /// Complete backups newer than the restored one.
         public var pendingBackups: Int
+        /// 0–1 while `restoring` (0 before the first progress line); null otherwise.
         public var progress: Double?
+        /// The newest entry of `history`; null when none.
         public var lastRestore: Restore?
+        /// Failed restores since the last success.
         public var consecutiveFailures: Int
+        /// After a failure: no attempt before this time (ISO-8601 UTC); null when none is pending.
         public var nextRetryAt: String?
+        /// The last failure's message (a restore, or starting the new copy); null when none.
         public var lastError: String?
+        /// A ``BlockReason`` raw value while `blocked`; else null.
         public var blockedReason: String?
+        /// What the blocking rule saw (whose guest is at the target, which guest claims the slot).
         public var blockedDetail: String?
+        /// The last (up to 10) restore attempts, newest first.
         public var history: [Restore]
     }
 }
@@ -98,6 +158,7 @@ extension StatusDocument {
         guests = s.guests.map { Guest($0, now: now) }
     }
 
+    /// A Unix time as ISO-8601 UTC; nil stays nil.
     static func time(_ t: Double?) -> String? { t.map(iso8601) }
 
     /// The document as JSON: the one writer of the status API (keys sorted, `null` for absent values).
@@ -143,6 +204,7 @@ extension StatusDocument.Guest {
 
 // Absent values are `null` in the contract: encode every key (the synthesized conformance would
 // leave out nil optionals).
+/// Every key encoded, nil as `null`.
 extension StatusDocument.Service {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -152,6 +214,7 @@ extension StatusDocument.Service {
     }
 }
 
+/// Every key encoded, nil as `null`.
 extension StatusDocument.StateFile {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -160,6 +223,7 @@ extension StatusDocument.StateFile {
     }
 }
 
+/// Every key encoded, nil as `null`.
 extension StatusDocument.Source {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -169,6 +233,7 @@ extension StatusDocument.Source {
     }
 }
 
+/// Every key encoded, nil as `null`.
 extension StatusDocument.Backup {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -177,6 +242,7 @@ extension StatusDocument.Backup {
     }
 }
 
+/// Every key encoded, nil as `null`.
 extension StatusDocument.Restore {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -186,6 +252,7 @@ extension StatusDocument.Restore {
     }
 }
 
+/// Every key encoded, nil as `null`.
 extension StatusDocument.Guest {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)

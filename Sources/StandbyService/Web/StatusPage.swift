@@ -3,6 +3,7 @@ import StandbyCore
 /// The HTML status page: server-rendered, no external assets, readable without JavaScript,
 /// refreshing itself every 10 s. Everything from PVE/PBS is HTML-escaped.
 public enum StatusPage {
+    /// The page of a snapshot; lag and ages are computed against `now` (Unix seconds).
     public static func render(_ s: StatusSnapshot, now: Double) -> String {
         var rows = ""
         for g in s.guests {

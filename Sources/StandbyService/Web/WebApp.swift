@@ -65,6 +65,7 @@ public struct WebApp: Sendable {
 
 /// The minimal landing page used until the status page takes `/` over.
 enum LandingPage {
+    /// The page: links to metrics, health and readiness.
     static let html = """
         <!doctype html>
         <html lang="en"><head><meta charset="utf-8"><title>pbs-standby</title></head>
@@ -82,11 +83,13 @@ final class RenderCache: Sendable {
     private let maxAge: Duration
     private let cached = Mutex<(at: ContinuousClock.Instant?, body: ResponseBody?, rendering: Bool)>((nil, nil, false))
 
+    /// A cache of what `render` produces, re-rendered after `maxAge`.
     init(maxAge: Duration = .seconds(1), _ render: @escaping @Sendable () -> ResponseBody) {
         self.render = render
         self.maxAge = maxAge
     }
 
+    /// The cached body, or a fresh render when it is older than `maxAge`.
     func body() -> ResponseBody {
         let now = ContinuousClock.now
         let stale: ResponseBody? = cached.withLock { c in

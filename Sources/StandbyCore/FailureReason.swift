@@ -68,3 +68,17 @@ public enum FailureReason: String, Sendable, CaseIterable, Codable {
         return .taskError
     }
 }
+
+/// How a restore attempt ended, as the history keeps it (the `result` of status JSON's
+/// `last_restore` and `history`).
+public enum RestoreResult: String, Sendable, CaseIterable, Codable {
+    /// Recorded before the restore call; still running (re-attached after a restart).
+    case running
+    /// `TASK OK` (or `TASK WARNINGS: N`) and our marker on the copy.
+    case success
+    case failure
+    /// Not started: the re-check right before acting refused (nothing was changed).
+    case skipped
+    /// Could not be followed to an end (a pvesh child stopped, or no task found after a restart).
+    case interrupted
+}

@@ -133,8 +133,11 @@ public struct HistoryRecord: Sendable, Codable, Equatable, FetchableRecord, Muta
     public var duration: Double?
     /// The backup's size in bytes.
     public var bytes: Int64
-    /// `running`, `success`, `failure`, `interrupted` or `skipped` (not started after all).
+    /// A ``RestoreResult`` raw value (stored as text: the column predates the enum; written only
+    /// through ``StateStore/finishRestore(_:result:error:at:warnings:)``).
     public var result: String
+    /// ``result`` as the enum (nil for a value no version wrote).
+    public var outcome: RestoreResult? { RestoreResult(rawValue: result) }
     /// The failure's message, `TASK WARNINGS: N` after a success with warnings, else nil.
     public var error: String?
     /// N of a `TASK WARNINGS: N` ending (0 otherwise).
@@ -321,7 +324,7 @@ public final class StateStore: Sendable {
             if g.failedOver { return .frozen("failed over") }
             if g.held { return .frozen("held") }
             var h = HistoryRecord(id: nil, source: key.source, vmid: key.vmid, targetVmid: targetVmid, volid: volid, upid: nil,
-                                  startedAt: at, finishedAt: nil, duration: nil, bytes: bytes, result: "running", error: nil)
+                                  startedAt: at, finishedAt: nil, duration: nil, bytes: bytes, result: RestoreResult.running.rawValue, error: nil)
             try h.insert(db)
             g.targetVmid = targetVmid
             g.lastAttemptAt = at
@@ -351,16 +354,16 @@ public final class StateStore: Sendable {
     }
 
     /// Ends a restore row.
-    public func finishRestore(_ id: Int64, result: String, error: String?, at: Double, warnings: Int = 0) throws {
+    public func finishRestore(_ id: Int64, result: RestoreResult, error: String?, at: Double, warnings: Int = 0) throws {
         try db.write { db in
             try db.execute(sql: "UPDATE history SET result = ?, error = ?, finishedAt = ?, duration = ? - startedAt, warnings = ? WHERE id = ?",
-                           arguments: [result, error, at, at, warnings, id])
+                           arguments: [result.rawValue, error, at, at, warnings, id])
         }
     }
 
     /// Restores recorded as running (to re-attach after a restart).
     public func runningRestores() throws -> [HistoryRecord] {
-        try db.read { db in try HistoryRecord.filter(Column("result") == "running").order(Column("id")).fetchAll(db) }
+        try db.read { db in try HistoryRecord.filter(Column("result") == RestoreResult.running.rawValue).order(Column("id")).fetchAll(db) }
     }
 
     /// The last `limit` attempts of a guest, newest first.

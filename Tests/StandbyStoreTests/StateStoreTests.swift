@@ -59,7 +59,7 @@ struct StateStoreTests {
                 for i in 0..<200 {
                     let k = GuestKey(source: "pbs", vmid: 200 + i)
                     if case .started(let id) = try! service.beginRestore(k, targetVmid: 200 + i, volid: "v\(i)", bytes: 1, at: Double(i)) {
-                        try! service.finishRestore(id, result: "success", error: nil, at: Double(i) + 1)
+                        try! service.finishRestore(id, result: .success, error: nil, at: Double(i) + 1)
                     }
                 }
             }

@@ -17,7 +17,7 @@ extension Reconciler {
             guard let upid else {
                 let now = c.clock.now()
                 c.writer.persist("end of restore \(historyID)") {
-                    try $0.finishRestore(historyID, result: "interrupted", error: "no PVE task found after a restart", at: now)
+                    try $0.finishRestore(historyID, result: .interrupted, error: "no PVE task found after a restart", at: now)
                 }
                 continue
             }

@@ -19,7 +19,7 @@ struct RestoreRecorder: Sendable {
         switch outcome {
         case .success(let facts):
             c.writer.persist("success of restore \(historyID)") { store in
-                try store.finishRestore(historyID, result: "success", error: facts.warnings > 0 ? "TASK WARNINGS: \(facts.warnings)" : nil,
+                try store.finishRestore(historyID, result: .success, error: facts.warnings > 0 ? "TASK WARNINGS: \(facts.warnings)" : nil,
                                         at: now, warnings: facts.warnings)
                 try store.update(action.key, targetVmid: action.targetVmid) { r in
                     r.restoredVolid = action.backup.volid.description
@@ -60,7 +60,7 @@ struct RestoreRecorder: Sendable {
                     + " or on the source's pool, or VM.Backup on /vms/\(action.targetVmid) over an existing copy)"
             }
             let r = c.writer.persist("failure of restore \(historyID)") { [message] store in
-                try store.finishRestore(historyID, result: "failure", error: message, at: now)
+                try store.finishRestore(historyID, result: .failure, error: message, at: now)
                 return try store.update(action.key, targetVmid: action.targetVmid) { r in
                     r.consecutiveFailures += 1
                     r.failures += 1
@@ -83,12 +83,12 @@ struct RestoreRecorder: Sendable {
                 .merging(permission ? ["retry": "after a newer backup; grant the privilege named in the error"] : [:]) { $1 })
             return End(state: .failing)
         case .skipped(let message):
-            c.writer.persist("end of restore \(historyID)") { try $0.finishRestore(historyID, result: "skipped", error: message, at: now) }
+            c.writer.persist("end of restore \(historyID)") { try $0.finishRestore(historyID, result: .skipped, error: message, at: now) }
             c.observer.invalidate(action.targetVmid)
             c.logger.notice("restore not started: \(message)", metadata: meta)
             return End()
         case .interrupted(let message):
-            c.writer.persist("end of restore \(historyID)") { try $0.finishRestore(historyID, result: "interrupted", error: message, at: now) }
+            c.writer.persist("end of restore \(historyID)") { try $0.finishRestore(historyID, result: .interrupted, error: message, at: now) }
             c.sink?.restoreFailed(source: action.key.source, reason: FailureReason.interrupted.rawValue)
             c.logger.warning("restore interrupted", metadata: meta)
             return End()

@@ -148,7 +148,8 @@ let package = Package(
             dependencies: ["TestSupport", "StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "PropertyBased", package: "swift-property-based"),
-                           .product(name: "Logging", package: "swift-log")]),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(
             name: "FuzzTests",
             dependencies: ["StandbyCore", "ProxmoxAPI", "ProxmoxSimulator", "MicroHTTP", "ConfigSupport"]),

@@ -250,8 +250,8 @@ func planGuest(_ s: SelectedGuest, config: StandbyConfig, observation o: Observa
         switch r {
         case .slotConflict: detail = input.slotConflict
         case .staleLock where context.canClearLocks && type == .vm:
-            detail = "VMID \(restoreInto) had a stale 'lock: create' (our failed restore's remains, no task running): "
-                + "cleared through pvesh as root@pam after a fresh re-check; the next pass restores over the remains"
+            detail = "VMID \(restoreInto) has a stale 'lock: create' (our failed restore's remains, no task running): "
+                + "being cleared through pvesh as root@pam when a fresh re-check still proves it ours; the next pass restores over the remains"
             side.append(.clearStaleLock(Slot(source: key.source, vmid: s.vmid, type: type, target: restoreInto)))
         case .staleLock:
             detail = "VMID \(restoreInto) has a stale 'lock: create' and no task runs for it (node crash or killed worker): "

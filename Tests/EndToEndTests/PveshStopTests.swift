@@ -80,10 +80,17 @@ struct PveshStopTests {
         p.arguments = ["once", "--config.file", config]
         p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        let log = NSTemporaryDirectory() + "pvesh-stop-\(UUID().uuidString).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try p.run()
+        // The stop comes while the restore runs and, detached, after the service recorded its task
+        // (a stop before the UPID is recorded is another case: re-attach then searches the task
+        // list). A pvesh child's UPID is known only when pvesh returns, at the task's end.
         for _ in 0..<400 {
-            if Self.taskStatus(sim) == "RUNNING" { break }
+            let recorded = (try? String(contentsOfFile: log, encoding: .utf8))?.contains("restore task started") ?? false
+            if Self.taskStatus(sim) == "RUNNING" && (recorded || !detach) { break }
             try await Task.sleep(for: .milliseconds(25))
         }
         #expect(Self.taskStatus(sim) == "RUNNING", "the restore runs")

@@ -121,6 +121,17 @@ struct SourceListingTests {
         #expect(e?.dueFrom == Double(10800 + 3600 + 2410 - 30))
     }
 
+    @Test func aStuckBackupDoesNotKeepTheCadenceFastForever() {
+        var l = SourceListing(fastest: 30, slowest: 300)
+        let stuck = [Self.entry(0), Self.entry(3600), Self.entry(7200), Self.entry(10800, complete: false)]
+        l.record(stuck, at: 10800 + 13 * 3600) { _ in true }
+        l.record(stuck, at: l.nextAt) { _ in true }
+        l.record(stuck, at: l.nextAt) { _ in true }
+        let before = l.nextAt
+        l.record(stuck, at: before) { _ in true }
+        #expect(l.nextAt - before > 60, "backed off: the backup started 13 h ago")
+    }
+
     @Test func aVerificationIsAChange() {
         var l = SourceListing(fastest: 30, slowest: 300)
         l.record([Self.entry(0)], at: 100) { _ in true }

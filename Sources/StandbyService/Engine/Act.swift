@@ -54,7 +54,7 @@ extension Reconciler {
             try store.beginRestore(key, targetVmid: targetVmid, volid: volid, bytes: bytes, at: started)
         }
         guard case .started(let historyID) = begun else {
-            var state: GuestState?
+            var state: GuestState?, error: String?
             if case .frozen(let why) = begun {
                 // A hold or failover committed after this pass planned: the transaction saw it.
                 c.logger.info("restore not started: the guest is \(why)", metadata: meta)
@@ -62,8 +62,9 @@ extension Reconciler {
             } else {
                 c.logger.error("restore not started: it cannot be recorded in the state file first", metadata: meta)
                 c.sink?.restoreFailed(source: key.source, reason: FailureReason.stateError.rawValue)
+                error = "not started: the state file cannot be written"
             }
-            c.events.emit(.finished(key, state: state, bytesPerSecond: nil))
+            c.events.emit(.finished(key, state: state, bytesPerSecond: nil, error: error))
             return
         }
         c.logger.info("restore starting", metadata: meta)
@@ -79,8 +80,17 @@ extension Reconciler {
                                              run: RestoreRun(key: key, events: c.events, giveUp: giveUp,
                                                              expectedSeconds: Double(max(0, action.backup.size)) / throughput))
         let end = recorder.record(outcome, action: action, historyID: historyID, started: started, meta: meta)
+        await finish(action, outcome: outcome, end: end, giveUp: giveUp, meta: meta)
+    }
+
+    /// After a restore (new or re-attached): for a good copy, the freeze carried over, the previous
+    /// copy removed (blue/green) and the copy started when configured; then the `finished` event
+    /// — except for `unreachable`, whose task still runs in PVE (the guest stays in flight, so no
+    /// later pass restores it again; the next start re-attaches).
+    func finish(_ action: RestoreAction, outcome: RestoreOutcome, end: RestoreRecorder.End, giveUp: Double?, meta: Logger.Metadata) async {
+        let c = context
         if case .success = outcome {
-            let cleaner = PreviousCopyCleaner(context: c)
+            let cleaner = PreviousCopyCleaner(context: c, giveUp: giveUp)
             await cleaner.carryFreeze(action, meta: meta)
             var oldCopyRuns = false
             if config.restore.keepPrevious { oldCopyRuns = await cleaner.removePreviousCopy(action) }
@@ -92,23 +102,23 @@ extension Reconciler {
                 }
             }
         }
-        // `unreachable`: the task still runs in PVE, so the guest stays in flight (no later pass
-        // restores it again); the next start re-attaches.
         if case .unreachable = outcome { return }
-        c.events.emit(.finished(key, state: end.state, bytesPerSecond: end.bytesPerSecond))
+        c.events.emit(.finished(action.key, state: end.state, bytesPerSecond: end.bytesPerSecond))
     }
 
     /// Before a forced restore or a stop: the re-check right before acting, then the stop of a
     /// running copy we started. Returns how the restore ended without starting (nil: go ahead).
     func prepare(_ action: RestoreAction) async -> RestoreOutcome? {
-        let c = context
+        let c = context, giveUp = state.withLock { $0.unreachableGiveUp }
         guard action.force || action.stopFirst else { return nil }
         if let problem = await Recheck(context: c).problem(action) { return .skipped(problem) }
         guard action.stopFirst, let t = action.existingTarget else { return nil }
         do {
             let stop = try await c.client.stop(node: c.node, type: t.type, vmid: t.vmid)
             c.observer.invalidate(t.vmid)
-            _ = try await TaskFollower(context: c).follow(stop)
+            if case .unreachable(let why) = try await TaskFollower(context: c, giveUp: giveUp).follow(stop) {
+                return .skipped("the running copy's stop could not be followed: \(why)")
+            }
         } catch {
             return RestoreOutcome(error: error, synchronous: c.client.transport.runsTasksSynchronously)
         }

@@ -16,6 +16,9 @@ struct SourceListing: Sendable {
     /// (at most 5 kept; backups present at the first listing tell nothing and are not counted).
     var listingDelays: [Int: [Double]] = [:]
 
+    /// How long after its start an incomplete backup keeps the cadence fast.
+    static let inProgressWindow: Double = 12 * 3600
+
     init(fastest: Double, slowest: Double) {
         cadence = ListingCadence(fastest: fastest, slowest: slowest)
     }
@@ -37,8 +40,9 @@ struct SourceListing: Sendable {
             }
         }
         let changed = first || state != seen
-        // A backup in progress will complete soon: list at the fastest rate until it does.
-        let running = listed.contains { !$0.isComplete }
+        // A backup in progress will complete soon: list at the fastest rate until it does — for at
+        // most 12 hours after its start (a stuck or abandoned backup must not keep PBS busy).
+        let running = listed.contains { !$0.isComplete && now - Double($0.volid.backupTime) < Self.inProgressWindow }
         entries = all
         seen = state
         count += 1

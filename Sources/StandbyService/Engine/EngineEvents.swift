@@ -11,10 +11,13 @@ enum EngineEvent: Sendable {
     case upid(GuestKey, UPID)
     /// A restore ended (its outcome is in the store): the guest leaves the in-flight set; `state`
     /// is what its view shows until the next pass (nil: unchanged); `bytesPerSecond` feeds the
-    /// throughput estimate.
-    case finished(GuestKey, state: GuestState?, bytesPerSecond: Double?)
+    /// throughput estimate; `error` is shown as the view's last error until the next pass (a
+    /// restore that did not start because the state file takes no writes).
+    case finished(GuestKey, state: GuestState?, bytesPerSecond: Double?, error: String? = nil)
     /// The state file's health changed (published at once).
     case stateHealthChanged
+    /// The service is shutting down gracefully: the loop's wait ends at once.
+    case shutdown
 }
 
 /// The queue between workers and the loop: `emit` from anywhere, `drain` and `wait` by the loop.

@@ -29,6 +29,7 @@ struct PVETaskExecutor: RestoreExecutor {
             }
             let text = upid.description
             c.writer.persist("task of restore \(historyID)") { try $0.setUPID(historyID, text) }
+            c.logger.info("restore task started", metadata: ["vmid": "\(action.key.vmid)", "target_vmid": "\(action.targetVmid)", "upid": "\(upid)"])
             run.upid(upid)
             // Each disk's size from the backup's config: without them the ratio of a multi-disk VM
             // would fall back when the second disk starts.

@@ -7,6 +7,8 @@ import StandbyCore
 /// copy (keep_previous) and the explicit start (start_after_restore).
 struct PreviousCopyCleaner: Sendable {
     let context: EngineContext
+    /// `once`: stop following a stop, destroy or start after PVE was unreachable this long.
+    var giveUp: Double? = nil
 
     /// keep_previous: after the new copy is good (TASK OK + marker), destroy the older copy in the
     /// other slot — only when it is proven ours now, not held or failed over, not locked or
@@ -32,7 +34,7 @@ struct PreviousCopyCleaner: Sendable {
             c.logger.info("previous copy kept: not provably ours, locked or protected", metadata: meta)
             return g.status == "running"
         }
-        let follower = TaskFollower(context: c)
+        let follower = TaskFollower(context: c, giveUp: giveUp)
         do {
             if g.status == "running" {
                 guard await c.observer.startedBy(record?.startUPID, vmid: old, node: c.node, now: c.clock.now()) else {
@@ -87,7 +89,7 @@ struct PreviousCopyCleaner: Sendable {
             let upid = try await c.client.start(node: c.node, type: action.type, vmid: action.targetVmid)
             let text = upid.description
             c.writer.persist("start of \(action.key)") { try $0.update(action.key, targetVmid: action.targetVmid) { $0.startUPID = text } }
-            if case .failure(_, let message) = try await TaskFollower(context: c).follow(upid) {
+            if case .failure(_, let message) = try await TaskFollower(context: c, giveUp: giveUp).follow(upid) {
                 throw ProxmoxError.server(path: "start", status: 500, message: message)
             }
         } catch {

@@ -39,8 +39,9 @@ extension Reconciler {
                 let outcome = await executor.reattach(action, upid: upid, historyID: historyID,
                                                       run: RestoreRun(key: key, events: c.events, giveUp: giveUp, expectedSeconds: nil))
                 let end = RestoreRecorder(context: c).record(outcome, action: action, historyID: historyID, started: h.startedAt, meta: meta)
-                if case .unreachable = outcome { return }
-                c.events.emit(.finished(key, state: end.state, bytesPerSecond: end.bytesPerSecond))
+                // A re-attached restore that ends well gets what any good copy gets (review: the
+                // freeze carried over, the previous copy removed, the copy started).
+                await self.finish(action, outcome: outcome, end: end, giveUp: giveUp, meta: meta)
             })
         }
     }
@@ -57,10 +58,19 @@ extension Reconciler {
         let known = Set(((try? c.store.history(key, limit: 50)) ?? []).compactMap(\.upid))
         let user = c.client.transport.taskUser
         let earliest = h.startedAt - 300, latest = h.startedAt + 300 + config.proxmox.timeout.seconds
-        let upid = tasks.map(\.upid).filter { u in
+        var upid = tasks.map(\.upid).filter { u in
             let t = Double(u.startTime)
             return !known.contains(u.description) && t >= earliest && t <= latest && (user == nil || u.user == user)
         }.min { $0.startTime < $1.startTime }
+        if user == nil, upid != nil {
+            // pvesh: every task runs as root@pam, an administrator's too, so the time window alone
+            // could take their restore for ours (review). Only a guest carrying the very marker our
+            // restore call wrote (this backup, this VMID, our start time) makes the task ours; a
+            // restore still running has none yet and is not followed (it is not ours to prove).
+            let ours = Marker.parse(Marker.description(volid: volid, targetVmid: h.targetVmid, restoredAt: h.startedAt))
+            let cfg = try? await c.client.guestConfig(node: c.node, type: volid.type, vmid: h.targetVmid)
+            if cfg.flatMap({ Marker.parse($0.description) }) != ours { upid = nil }
+        }
         if let upid, let id = h.id {
             let text = upid.description
             c.writer.persist("task of restore \(id)") { try $0.setUPID(id, text) }

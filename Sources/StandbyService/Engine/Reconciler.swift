@@ -110,14 +110,19 @@ public final class Reconciler: Service, Sendable {
             await reattach { group.addTask(operation: $0) }
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 await pass { group.addTask(operation: $0) }
-                // Wait for the poll interval or a finished restore; progress is published as it comes.
+                // Wait for the poll interval or a finished restore; progress is published as it
+                // comes; a graceful shutdown wakes the wait at once (systemd's stop timeout is
+                // shorter than a poll interval may be).
                 let until = context.clock.now() + config.restore.pollInterval.seconds
-                while !Task.isCancelled, !Task.isShuttingDownGracefully, !context.events.hasFinished {
-                    let left = until - context.clock.now()
-                    if left <= 0 { break }
-                    await context.events.wait(upTo: left, clock: context.clock)
-                    if context.events.hasFinished { break }
-                    applyEvents()
+                await withGracefulShutdownHandler {
+                    while !Task.isCancelled, !Task.isShuttingDownGracefully, !context.events.hasFinished {
+                        let left = until - context.clock.now()
+                        if left <= 0 { break }
+                        await context.events.wait(upTo: left, clock: context.clock)
+                        if context.events.hasFinished || applyEvents() { break }
+                    }
+                } onGracefulShutdown: { [events = context.events] in
+                    events.emit(.shutdown)
                 }
             }
             group.cancelAll()

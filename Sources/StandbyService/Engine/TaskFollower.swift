@@ -5,6 +5,8 @@ import StandbyCore
 /// Follows a PVE task to its end: status and the log from the last line seen, progress from it.
 struct TaskFollower: Sendable {
     let context: EngineContext
+    /// `once`: stop following after PVE was unreachable this long (the task runs on); nil in `run`.
+    var giveUp: Double? = nil
 
     /// Follows a task without progress (stop, destroy, start).
     func follow(_ upid: UPID) async throws -> RestoreOutcome {
@@ -51,7 +53,7 @@ struct TaskFollower: Sendable {
                 c.logger.debug("task status not available", metadata: ["upid": "\(upid)", "error": "\(error)"])
                 let since = unreachableSince ?? c.clock.now()
                 unreachableSince = since
-                if let giveUp = run?.giveUp, c.clock.now() - since >= giveUp {
+                if let giveUp = run?.giveUp ?? giveUp, c.clock.now() - since >= giveUp {
                     return .unreachable("PVE unreachable for \(formatDurationSeconds(c.clock.now() - since)) while following \(upid) (\(error)); "
                         + "the task keeps running in PVE and is followed again at the next start")
                 }

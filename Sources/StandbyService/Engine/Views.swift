@@ -89,7 +89,7 @@ extension Reconciler {
                 state.withLock { $0.inFlight[key]?.progress = ratio }
             case .upid(let key, let upid):
                 state.withLock { $0.inFlight[key]?.upid = upid }
-            case .finished(let key, let guestState, let bps):
+            case .finished(let key, let guestState, let bps, let error):
                 finished = true
                 progressOnly = false
                 let record = try? context.store.guest(key)
@@ -97,9 +97,12 @@ extension Reconciler {
                     s.inFlight[key] = nil
                     if let bps, bps.isFinite, bps > 0 { s.throughput = 0.7 * s.throughput + 0.3 * bps }
                     if let record { s.views[key]?.apply(record, state: guestState) } else if let guestState { s.views[key]?.state = guestState }
+                    if let error { s.views[key]?.lastError = error }
                 }
             case .stateHealthChanged:
                 progressOnly = false
+            case .shutdown:
+                break
             }
         }
         if progressOnly { publishProgress() } else { publish() }

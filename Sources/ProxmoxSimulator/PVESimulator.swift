@@ -13,7 +13,7 @@ public final class PVESimulator: Sendable {
     /// The scenario the simulator started from.
     public let scenario: Scenario
     /// The clock every time-dependent behaviour reads.
-    public let clock: any SimClock
+    public let clock: any EngineClock
     /// The simulator's start time (backup histories are laid out before it).
     public let startTime: Double
     /// The token that HTTP callers must present.
@@ -83,7 +83,7 @@ public final class PVESimulator: Sendable {
 
     /// A simulator resuming from a saved state (`clock` should continue from `saved.time`).
     /// Throws when the state belongs to a scenario with another node name or an unreadable token.
-    public init(scenario: Scenario, clock: any SimClock, saved: Saved, token: APIToken? = nil) throws {
+    public init(scenario: Scenario, clock: any EngineClock, saved: Saved, token: APIToken? = nil) throws {
         guard saved.node == scenario.node else {
             throw SimulatorError("the saved state is of node '\(saved.node)', the scenario's node is '\(scenario.node)'")
         }
@@ -99,7 +99,7 @@ public final class PVESimulator: Sendable {
     }
 
     /// Creates a simulator; the token is random unless given.
-    public init(scenario: Scenario, clock: any SimClock, token: APIToken? = nil) {
+    public init(scenario: Scenario, clock: any EngineClock, token: APIToken? = nil) {
         self.scenario = scenario
         self.clock = clock
         self.startTime = clock.now()

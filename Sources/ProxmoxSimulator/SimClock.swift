@@ -1,15 +1,12 @@
 import Foundation
+import ProxmoxAPI
 import Synchronization
 
-/// The simulator's notion of now, in Unix seconds. Injected so tests advance time by hand and the
-/// demo runs on an accelerated clock; no test sleeps to wait for a restore.
-public protocol SimClock: Sendable {
-    /// The current time (Unix seconds, fractional).
-    func now() -> Double
-}
+// The simulator's clocks are ``EngineClock``s (ProxmoxModel): the engine that tests drive against
+// the simulator runs on the very same clock; no test sleeps to wait for a restore.
 
-/// A clock that moves only when told to (tests, benchmarks).
-public final class ManualClock: SimClock {
+/// A clock that moves only when told to (tests, benchmarks); sleeping advances it at once.
+public final class ManualClock: EngineClock {
     private let value: Mutex<Double>
 
     /// Starts at `start` Unix seconds.
@@ -22,10 +19,17 @@ public final class ManualClock: SimClock {
 
     /// Sets the time (never backwards).
     public func set(_ t: Double) { value.withLock { $0 = max($0, t) } }
+
+    /// Virtual time: sleeping moves the clock forward at once.
+    public func sleep(_ seconds: Double) async throws {
+        try Task.checkCancellation()
+        advance(by: seconds)
+        await Task.yield()
+    }
 }
 
-/// Real time scaled by `speed` from `epoch` (speed 1 = real time).
-public final class AcceleratedClock: SimClock {
+/// Real time scaled by `speed` from `epoch` (speed 1 = real time): the demo's clock.
+public final class AcceleratedClock: EngineClock {
     /// Simulated seconds per real second.
     public let speed: Double
     private let startReal: Double
@@ -39,10 +43,9 @@ public final class AcceleratedClock: SimClock {
     }
 
     public func now() -> Double { startSim + (Date().timeIntervalSince1970 - startReal) * speed }
-}
 
-/// The wall clock.
-public struct SystemClock: SimClock {
-    public init() {}
-    public func now() -> Double { Date().timeIntervalSince1970 }
+    /// Sleeping `s` takes `s / speed` real seconds.
+    public func sleep(_ seconds: Double) async throws {
+        try await Task.sleep(for: .milliseconds(Int64(max(0, seconds) / speed * 1000)))
+    }
 }

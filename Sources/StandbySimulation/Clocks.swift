@@ -1,31 +1,10 @@
+import ProxmoxModel
 import Foundation
 import ProxmoxSimulator
 import StandbyService
 
-// Engine clocks over the simulator's clocks: the demo's accelerated time, tests' virtual time and
-// the RPO benchmark's discrete-event time. The engine sees only ``EngineClock``.
-
-/// The simulator's accelerated clock: sleeping `s` takes `s / speed` real seconds.
-public struct ScaledClock: EngineClock {
-    public let clock: AcceleratedClock
-    public init(_ clock: AcceleratedClock) { self.clock = clock }
-    public func now() -> Double { clock.now() }
-    public func sleep(_ seconds: Double) async throws {
-        try await Task.sleep(for: .milliseconds(Int64(max(0, seconds) / clock.speed * 1000)))
-    }
-}
-
-/// Virtual time for tests and benchmarks: sleeping advances the manual clock at once.
-public struct VirtualClock: EngineClock {
-    public let clock: ManualClock
-    public init(_ clock: ManualClock) { self.clock = clock }
-    public func now() -> Double { clock.now() }
-    public func sleep(_ seconds: Double) async throws {
-        try Task.checkCancellation()
-        clock.advance(by: seconds)
-        await Task.yield()
-    }
-}
+// The RPO benchmark's discrete-event time over the simulator's manual clock. The engine sees only
+// ``EngineClock``; the simulator's ManualClock and AcceleratedClock are EngineClocks themselves.
 
 /// A discrete-event clock: `sleep` parks the caller until the driver moves time past its
 /// deadline. Time moves only when the driver calls ``advance(to:)``, so a simulated week runs in

@@ -37,7 +37,7 @@ struct DemoCommand: AsyncParsableCommand {
             if let g = guests, !(1...100_000).contains(g) { throw UsageError(message: "--guests must be 1…100000") }
             let scenario = guests.map { Scenario.generated(count: $0) } ?? Scenario.demo()
             let simClock = AcceleratedClock(speed: speed)
-            let clock = ScaledClock(simClock)
+            let clock = simClock  // the engine and the simulator share one accelerated clock
             let simulator = PVESimulator(scenario: scenario, clock: simClock)
             var config = StandbyRuntime.demoConfig(scenario: scenario, statePath: statePath)
             config.restore.workers = max(1, workers)

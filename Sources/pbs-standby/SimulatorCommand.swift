@@ -70,7 +70,7 @@ struct SimulatorCommand: AsyncParsableCommand {
                 // Time went on while the simulator was down, unless it only moves by hand.
                 epoch = manualClock ? saved.time : saved.time + max(0, Date().timeIntervalSince1970 - saved.savedAt) * speed
             }
-            let clock: any SimClock = manualClock ? ManualClock(start: epoch) : AcceleratedClock(epoch: epoch, speed: speed)
+            let clock: any EngineClock = manualClock ? ManualClock(start: epoch) : AcceleratedClock(epoch: epoch, speed: speed)
             let token = ProcessInfo.processInfo.environment["PBS_STANDBY_SIM_TOKEN"].flatMap { try? APIToken(parsing: $0) }
             let simulator: PVESimulator
             if let saved {

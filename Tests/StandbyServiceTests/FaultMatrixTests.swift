@@ -150,7 +150,7 @@ struct FaultMatrixTests {
         rig.clock.advance(by: 600)
         await rig.once()
         #expect(rig.restores(vmid: 101).count == 1 && rig.restores(vmid: 102).isEmpty && rig.restores(vmid: 201).isEmpty)
-        let ready = rig.runtime.webApp(clock: VirtualClock(rig.clock)).isReady()
+        let ready = rig.runtime.webApp(clock: rig.clock).isReady()
         #expect(!ready.ready && ready.reason.contains("state file"))
         // Writable again: the owed outcome lands first, then the others are restored, 101 is not.
         locker.unlock()

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ProxmoxAPI
 import ProxmoxSimulator
 import ServiceLifecycle
 import StandbyCore

@@ -120,7 +120,7 @@ struct ReconcilerTests {
         do {
             // First life: start the restore, then "crash" (cancel) while the task runs.
             let store = try StateStore(path: path)
-            let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: sim), store: store, clock: VirtualClock(clock))
+            let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: sim), store: store, clock: clock)
             let task = Task { try await rt.reconciler.run() }
             for _ in 0..<200 where sim.runningTaskCount() == 0 { try await Task.sleep(for: .milliseconds(5)) }
             task.cancel()
@@ -130,7 +130,7 @@ struct ReconcilerTests {
         }
         // Second life: the same state file; the task is followed, not restarted.
         let store = try StateStore(path: path)
-        let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: sim), store: store, clock: VirtualClock(clock))
+        let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: sim), store: store, clock: clock)
         let ok = await rt.reconciler.runOnce()
         #expect(ok)
         let posts = sim.journal().filter { $0.method == "POST" && $0.path.hasSuffix("/qemu") }
@@ -149,7 +149,7 @@ struct ReconcilerTests {
         let fresh = try StateStore()
         var config = rig.runtime.reconciler.config
         config.statePath = ":memory:"
-        let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: rig.simulator), store: fresh, clock: VirtualClock(rig.clock))
+        let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: rig.simulator), store: fresh, clock: rig.clock)
         _ = await rt.reconciler.runOnce()
         #expect(rig.restores(vmid: 101).count == restoresBefore, "the marker shows the copy is current")
         #expect(rig.mutations(vmid: 150).isEmpty)

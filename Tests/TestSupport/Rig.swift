@@ -30,8 +30,8 @@ public final class Rig: @unchecked Sendable {
         store = try StateStore(path: config.statePath, busyTimeout: busyTimeout)
         var logger = Logger(label: "pbs-standby.engine")
         logger.logLevel = logLevel
-        let transport = wrap(InProcessTransport(simulator: simulator)), clock = VirtualClock(clock), cfg = config
-        makeRuntime = { store in StandbyRuntime(config: cfg, transport: transport, store: store, clock: clock, logger: logger) }
+        let transport = wrap(InProcessTransport(simulator: simulator)), engineClock = clock, cfg = config
+        makeRuntime = { store in StandbyRuntime(config: cfg, transport: transport, store: store, clock: engineClock, logger: logger) }
         runtime = makeRuntime(store)
         self.config = config
     }

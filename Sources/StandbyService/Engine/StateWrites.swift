@@ -1,3 +1,4 @@
+import ProxmoxModel
 import Foundation
 import Logging
 import StandbyStore

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Time as the engine sees it: now, and sleeping. Injected so tests run on virtual time and the
-/// demo on an accelerated clock, with the same engine code.
+/// Time: now, and sleeping. The one clock protocol of the engine and the simulator, injected so
+/// tests run on virtual time (``ManualClock`` in ProxmoxSimulator), the demo on an accelerated clock
+/// and the RPO benchmark on discrete-event time, with the same engine code.
 public protocol EngineClock: Sendable {
     /// Unix seconds.
     func now() -> Double

@@ -106,24 +106,34 @@ struct PVETaskExecutor: RestoreExecutor {
         }
     }
 
-    /// The restore task a POST without answer may have started: a `qmrestore`/`vzrestore` of the
-    /// target VMID by our token (when it identifies us), started around our POST and recorded by no
-    /// earlier attempt. Asked a few times over about half a minute (PVE may be slow to answer).
+    /// The restore task a POST without answer may have started (``restoreTask(of:type:targetVmid:around:)``),
+    /// asked a few times over about half a minute (PVE may be slow to answer).
     func findPostedTask(_ action: RestoreAction, since started: Double) async -> UPID? {
-        let c = context
-        let type = action.type == .vm ? "qmrestore" : "vzrestore"
-        let user = c.client.transport.taskUser
-        let known = Set(((try? c.store.history(action.key, limit: 50)) ?? []).compactMap(\.upid))
         for attempt in 0..<6 {
-            if attempt > 0 { try? await c.clock.sleep(5) }
-            guard let tasks = try? await c.client.tasks(node: c.node, typeFilter: type, vmid: action.targetVmid) else { continue }
-            let candidates = tasks.map(\.upid).filter {
-                !known.contains($0.description) && (user == nil || $0.user == user)
-                    && Double($0.startTime) >= started - 300 && Double($0.startTime) <= started + 300 + c.config.proxmox.timeout.seconds
+            if attempt > 0 { try? await context.clock.sleep(5) }
+            if let upid = await Self.restoreTask(of: action.key, type: action.type, targetVmid: action.targetVmid, around: started,
+                                                 context: context) {
+                return upid
             }
-            if let first = candidates.min(by: { $0.startTime < $1.startTime }) { return first }
         }
         return nil
+    }
+
+    /// The earliest `qmrestore`/`vzrestore` task of `targetVmid` that no earlier attempt of ours
+    /// recorded, started by our token (when the transport identifies it) between 5 minutes before
+    /// `time` and 5 minutes plus the API timeout after it — PVE's clock is not ours (the API may be
+    /// served by another node). Used after a POST without answer and when re-attaching to a restore
+    /// whose UPID was not recorded.
+    static func restoreTask(of key: GuestKey, type: GuestType, targetVmid: Int, around time: Double, context c: EngineContext) async -> UPID? {
+        let taskType = type == .vm ? "qmrestore" : "vzrestore"
+        guard let tasks = try? await c.client.tasks(node: c.node, typeFilter: taskType, vmid: targetVmid) else { return nil }
+        let known = Set(((try? c.store.history(key, limit: 50)) ?? []).compactMap(\.upid))
+        let user = c.client.transport.taskUser
+        let earliest = time - 300, latest = time + 300 + c.config.proxmox.timeout.seconds
+        return tasks.map(\.upid).filter { u in
+            let t = Double(u.startTime)
+            return !known.contains(u.description) && t >= earliest && t <= latest && (user == nil || u.user == user)
+        }.min { $0.startTime < $1.startTime }
     }
 }
 

@@ -46,22 +46,12 @@ extension Reconciler {
         }
     }
 
-    /// Crashed between the POST and storing the UPID: the task in the node's list — the earliest
-    /// restore task of the target VMID that no earlier attempt of ours recorded, started at most
-    /// 5 minutes before our row (PVE's clock is not ours: the API may be served by another node,
-    /// or, in tests, by a simulator on its own clock), and only one our token started (an
-    /// administrator's restore of that VMID while we were down is not ours to follow).
+    /// Crashed between the POST and storing the UPID: the task in the node's list
+    /// (``PVETaskExecutor/restoreTask(of:type:targetVmid:around:context:)`` around our row's start;
+    /// only our token's, so an administrator's restore of that VMID while we were down is not ours).
     func findTask(of h: HistoryRecord, key: GuestKey, volid: Volid) async -> UPID? {
-        let c = context
-        let type = volid.type == .vm ? "qmrestore" : "vzrestore"
-        let tasks = (try? await c.client.tasks(node: c.node, typeFilter: type, vmid: h.targetVmid)) ?? []
-        let known = Set(((try? c.store.history(key, limit: 50)) ?? []).compactMap(\.upid))
-        let user = c.client.transport.taskUser
-        let earliest = h.startedAt - 300, latest = h.startedAt + 300 + config.proxmox.timeout.seconds
-        var upid = tasks.map(\.upid).filter { u in
-            let t = Double(u.startTime)
-            return !known.contains(u.description) && t >= earliest && t <= latest && (user == nil || u.user == user)
-        }.min { $0.startTime < $1.startTime }
+        let c = context, user = c.client.transport.taskUser
+        var upid = await PVETaskExecutor.restoreTask(of: key, type: volid.type, targetVmid: h.targetVmid, around: h.startedAt, context: c)
         if user == nil, upid != nil {
             // pvesh: every task runs as root@pam, an administrator's too, so the time window alone
             // could take their restore for ours (review). Only a guest carrying the very marker our

@@ -52,11 +52,21 @@ struct HardeningTests {
         let busy = answers.compactMap { $0 }.filter { $0.status == 503 }
         #expect(unauthorized + throttled.count + busy.count == 200)
         #expect(throttled.count + busy.count >= 180, "most bad requests are answered without bcrypt")
-        #expect(throttled.count >= 150, "most by the limiter")
+        // How the bad requests split between 429 and 503 depends on how long bcrypt takes on this
+        // machine against a loopback round trip (CI measured 145 : 44), so the split is not asserted;
+        // the sequential phase below shows that, once no check runs, the limiter answers them all.
+        #expect(throttled.count >= 1)
         #expect((throttled + busy).allSatisfy { Int($0.header("Retry-After") ?? "") ?? 0 >= 1 })
         // Exactly one bcrypt check per 401; none for a 429 or 503, none for the cached scraper.
         #expect(auth.bcryptRuns - afterLogin == unauthorized)
         #expect(unauthorized >= 10 && unauthorized <= 12, "the burst (10) plus at most one refill per 6 s")
+
+        // One at a time (no bcrypt running, so no 503): every further bad request is answered 429.
+        let sequential = try (0..<20).map { i in
+            try fetch(port, "GET", "/hello", headers: basic("alice:again-\(i)"), source: "127.0.0.2").status
+        }
+        #expect(sequential == Array(repeating: 429, count: 20), "the limiter answers once the budget is spent")
+        #expect(auth.bcryptRuns - afterLogin == unauthorized)
 
         // The throttled address is refused even with the right password: the limit also caps guessing.
         let right = try fetch(port, "GET", "/hello", headers: basic("alice:s3cret"), source: "127.0.0.2")

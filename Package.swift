@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "ProxmoxSimulator",
             dependencies: [
-                "ProxmoxAPI", "MicroHTTP",
+                "ProxmoxAPI", "MicroHTTP", "PBSDatastore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -86,7 +86,7 @@ let package = Package(
         .target(
             name: "StandbyService",
             dependencies: [
-                "StandbyCore", "StandbyStore", "ProxmoxAPI", "MicroHTTP", "BuildInfo",
+                "StandbyCore", "StandbyStore", "ProxmoxAPI", "MicroHTTP", "BuildInfo", "PBSDatastore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -145,7 +145,7 @@ let package = Package(
             path: "Tests/TestSupport"),
         .testTarget(
             name: "StandbyServiceTests",
-            dependencies: ["TestSupport", "StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP",
+            dependencies: ["TestSupport", "StandbyService", "StandbySimulation", "StandbyStore", "StandbyCore", "ProxmoxSimulator", "ProxmoxAPI", "MicroHTTP", "PBSDatastore",
                            .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "PropertyBased", package: "swift-property-based"),
                            .product(name: "Logging", package: "swift-log"),

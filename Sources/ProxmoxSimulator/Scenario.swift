@@ -82,6 +82,13 @@ public struct Scenario: Sendable {
         /// The production storage id of each disk (the last one repeats; empty: `local-lvm`), as
         /// the backed-up config and its `#qmdump#map` lines name them (§3.3, §13.4).
         public var storages: [String] = []
+        /// Real bytes of each disk image written to ``Scenario/datastoreDirectory`` (one entry:
+        /// every disk; the last entry repeats); nil: min(declared size, 16 MiB). Declared `disks`
+        /// sizes keep driving timing and space (`image_bytes`).
+        public var imageBytes: [Int64]? = nil
+        /// The fraction of 4 MiB chunks each backup gives new content (`change_rate`, default 0.02;
+        /// at least one chunk per backup when above 0, see SimulatorImages.swift).
+        public var changeRate: Double = 0.02
 
         public init(vmid: Int, type: GuestType, name: String, storage: String, disks: [Int64], interval: Double,
                     offset: Double = 0, verification: String? = "ok", history: Int = 2, restoreFails: Bool = false,
@@ -102,6 +109,13 @@ public struct Scenario: Sendable {
         }
 
         public var size: Int64 { disks.reduce(0, +) }
+
+        /// The real image length of disk `i`: ``imageBytes`` (the last entry repeats), else
+        /// min(declared size, 16 MiB).
+        public func imageSize(ofDisk i: Int) -> Int64 {
+            if let list = imageBytes, let last = list.last { return i < list.count ? list[i] : last }
+            return min(i < disks.count ? disks[i] : 0, 16 << 20)
+        }
     }
 
     /// A guest already on the standby node.
@@ -187,6 +201,12 @@ public struct Scenario: Sendable {
     public var seed: UInt64 = 42
     /// Snapshots kept per guest (PBS prune keep-last).
     public var keepLast: Int = 10
+    /// A directory holding a real PBS datastore (`datastore_dir`): every complete VM backup the
+    /// simulator lists is also written there as a snapshot with real bytes (SimulatorImages.swift).
+    public var datastoreDirectory: String?
+    /// A directory for real VM disk images on the standby (`image_dir`):
+    /// `<dir>/<storage>/vm-<vmid>-disk-<i>.raw`, written by restores (SimulatorImages.swift).
+    public var imageDirectory: String?
 
     public init() {}
 }
@@ -211,6 +231,8 @@ extension Scenario {
         }
         s.seed = UInt64(try root.int("seed", range: 0...Int.max) ?? 42)
         s.keepLast = try root.int("keep_last", range: 1...1000) ?? 10
+        s.datastoreDirectory = try root.string("datastore_dir")
+        s.imageDirectory = try root.string("image_dir")
         for (i, node) in (try root.sequence("pbs_storages") ?? []).enumerated() {
             let m = try StrictMapping(node: node, path: "pbs_storages[\(i)]")
             guard let id = try m.string("id") else { throw m.error("id", nil, "required") }
@@ -253,6 +275,7 @@ extension Scenario {
                 restoreFails: try m.bool("restore_fails") ?? false, tags: try m.stringList("tags") ?? [], notes: try m.string("notes"),
                 onboot: try m.bool("onboot") ?? true))
             try parseBackupConfig(m, into: &s.backedUp[s.backedUp.count - 1])
+            try parseImageKeys(m, index: i, into: &s.backedUp[s.backedUp.count - 1])
             try m.finish()
         }
         for (i, node) in (try root.sequence("guests") ?? []).enumerated() {
@@ -280,6 +303,22 @@ extension Scenario {
         if s.pbsStorages.isEmpty { s.pbsStorages = [PBSStorage(id: "pbs-prod", datastore: "store1")] }
         if s.targetStorages.isEmpty { s.targetStorages = [TargetStorage(id: "local-lvm", total: 4 << 40)] }
         return s
+    }
+
+    /// `image_bytes` (a byte count, or a list with one per disk) and `change_rate` (0 to 1).
+    private static func parseImageKeys(_ m: StrictMapping, index i: Int, into g: inout BackedUpGuest) throws(ConfigError) {
+        if let list = try m.stringList("image_bytes") {
+            g.imageBytes = try list.enumerated().map { (j, t) throws(ConfigError) -> Int64 in
+                guard let n = Int64(t), n > 0, n <= 1 << 40 else {
+                    throw ConfigError(path: "backups[\(i)].image_bytes[\(j)]", line: m.lineOf("image_bytes"), message: "expected a byte count from 1 to 2^40")
+                }
+                return n
+            }
+        }
+        if let rate = try m.double("change_rate") {
+            guard (0...1).contains(rate) else { throw m.error("change_rate", m.node("change_rate"), "must be from 0 to 1") }
+            g.changeRate = rate
+        }
     }
 
     private static func guestType(_ m: StrictMapping) throws(ConfigError) -> GuestType {

@@ -105,6 +105,11 @@ extension PVESimulator {
             return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [],
                                        error: "unable to read manifest of snapshot '\(volid.snapshot)' - not found", effect: .unlock(vmid: vmid)).description))
         }
+        // The snapshot's real bytes (scenario `datastore_dir`), written at the latest now.
+        if type == .vm, let problem = materializeBackup(source, time: volid.backupTime) {
+            return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 1, lines: [],
+                                       error: problem, effect: .unlock(vmid: vmid)).description))
+        }
         // Permission checks of the worker on the backed-up config, before any disk is freed or
         // allocated (§13.1; SimulatorPermissions.swift): the guest stays as it was.
         if let refusal = taskPermissionRefusal(s, type: type, vmid: vmid, existing: existing, source: source, volid: volid, p) {
@@ -148,6 +153,7 @@ extension PVESimulator {
                 // and activates per disk (:7058, :6687): the copy is gone, a stub config is left, and
                 // the volumes allocated so far are freed again (:7119) (§3.1 step 3).
                 adjustUsed(&s, oldUsage, sign: -1)
+                images?.removeGuest(vmid: vmid)
                 return .ok(.string(newTask(&s, now: now, type: taskType, vmid: vmid, duration: 2, lines: [(1.5, vmWarning)],
                                            error: failure, effect: .restoreFailedVM(vmid: vmid, release: [:])).description))
             }
@@ -184,6 +190,7 @@ extension PVESimulator {
         // allocated, QemuServer.pm:7055; a CT's right after, LXC.pm:539), the new ones are there.
         adjustUsed(&s, oldUsage, sign: -1)
         adjustUsed(&s, newUsage, sign: 1)
+        if type == .vm { beginImageRestore(vmid: vmid, source: source, volid: volid, diskStorages: diskStorages) }
         duration = lines.last?.0 ?? duration
         let warnings = error == nil ? s.restoreWarnings[source.vmid] ?? 0 : 0
         if warnings > 0, type == .ct { lines.append((duration, "WARN: skipping raw lxc.* keys: only root@pam may restore them")) }  // [unverified] text (§13.1)
@@ -411,11 +418,15 @@ extension PVESimulator {
                 g.newToNode = false
                 g.configDigestCounter += 1
                 g.extraConfig = [:]
+                g.snapshots = []
+                g.parent = nil
                 s.guests[vmid] = g
+                if type == .vm { images?.finishRestore(vmid: vmid) }
             case .restoreFailedVM(let vmid, let release):
                 // Old disks are gone; the config is the temporary `memory: 128` (§3.1 step 3).
                 // The new volumes (`release`) are freed whatever became of the config.
                 if let release { adjustUsed(&s, release, sign: -1) }
+                images?.removeGuest(vmid: vmid)
                 if var g = s.guests[vmid] {
                     if release == nil { adjustUsed(&s, g.usage, sign: -1) }
                     g.lock = nil
@@ -427,6 +438,8 @@ extension PVESimulator {
                     g.extraConfig = ["memory": "128"]
                     g.vmgenid = nil  // the temporary config has no vmgenid and no onboot (§3.1 step 3)
                     g.onboot = false
+                    g.snapshots = []
+                    g.parent = nil
                     g.configDigestCounter += 1
                     s.guests[vmid] = g
                 }
@@ -438,6 +451,9 @@ extension PVESimulator {
                 s.guests[vmid]?.status = status
             case .destroy(let vmid):
                 if let g = s.guests.removeValue(forKey: vmid) { adjustUsed(&s, g.usage, sign: -1) }
+                images?.removeGuest(vmid: vmid)
+            case .snapshotCreated, .snapshotRolledBack, .snapshotDeleted:
+                applySnapshotEffect(&s, task.effect)
             }
         }
     }
@@ -543,8 +559,14 @@ extension PVESimulator {
               backupEntries(storage: volid.storage, now: now).contains(where: { $0.volid == volid && $0.isComplete }) else {
             return .error(status: 500, message: "unable to read manifest of snapshot '\(volid.snapshot)' - not found\n", errors: [:])  // [unverified] wording
         }
+        return .ok(.string(backedUpConfigText(g)))
+    }
+
+    /// The backed-up config text of `g` (what `extractconfig` answers and what a real snapshot's
+    /// `qemu-server.conf.blob` holds).
+    func backedUpConfigText(_ g: Scenario.BackedUpGuest) -> String {
         var keys: [(String, String)] = []
-        var lines: [String] = []
+        var lines: [String]
         func mac(_ i: Int) -> String { "BC:24:11:00:\(String(format: "%02X", i)):\(String(format: "%02X", g.vmid % 256))" }
         if g.type == .vm {
             keys += [("boot", "order=scsi0"), ("memory", "2048"), ("name", g.name)]
@@ -573,6 +595,6 @@ extension PVESimulator {
         if !g.tags.isEmpty { keys.append(("tags", g.tags.joined(separator: ";"))) }
         lines = keys.sorted { $0.0 < $1.0 }.map { "\($0.0): \($0.1)" }
         if g.type == .vm { for i in g.disks.indices { lines.append("#qmdump#map:scsi\(i):drive-scsi\(i):\(g.diskStorage(i)):raw:") } }
-        return .ok(.string(lines.joined(separator: "\n") + "\n"))
+        return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -31,6 +31,10 @@ struct SimGuest: Codable {
     var onboot = false
     /// The cluster node the guest's config lives on (pmxcfs `nodes/<node>/…`, §5.1 `node`, §5.2).
     var node: String
+    /// VM snapshots, oldest first (the config's `[snapname]` sections, SimulatorSnapshots.swift).
+    var snapshots: [SimVMSnapshot] = []
+    /// `parent`: the snapshot the current state derives from.
+    var parent: String?
 
     var digest: String { String(format: "%040x", configDigestCounter) }
 
@@ -53,7 +57,7 @@ struct SimGuest: Codable {
 
     private enum CodingKeys: String, CodingKey {
         case vmid, type, name, status, lock, tags, description, protection, disks, storage, unknownUntil
-        case configDigestCounter, extraConfig, vmgenid, onboot, node, newToNode, diskStorages
+        case configDigestCounter, extraConfig, vmgenid, onboot, node, newToNode, diskStorages, snapshots, parent
     }
 
     /// Reads states saved before `vmgenid`/`onboot`/`node` existed too (`node` then reads "" and
@@ -78,6 +82,8 @@ struct SimGuest: Codable {
         node = try c.decodeIfPresent(String.self, forKey: .node) ?? ""
         newToNode = try c.decodeIfPresent(Bool.self, forKey: .newToNode) ?? false
         diskStorages = try c.decodeIfPresent([String].self, forKey: .diskStorages) ?? []
+        snapshots = try c.decodeIfPresent([SimVMSnapshot].self, forKey: .snapshots) ?? []
+        parent = try c.decodeIfPresent(String.self, forKey: .parent)
     }
 
     /// The storage disk `i` is on.
@@ -123,6 +129,12 @@ struct SimTask {
         case unlock(vmid: Int)
         case setStatus(vmid: Int, status: String)
         case destroy(vmid: Int)
+        /// `qmsnapshot` ended well: the snapshot is committed (SimulatorSnapshots.swift).
+        case snapshotCreated(vmid: Int, snapname: String)
+        /// `qmrollback` ended well: disks and config are the snapshot's; `start` the VM then.
+        case snapshotRolledBack(vmid: Int, snapname: String, start: Bool)
+        /// `qmdelsnapshot` ended well: the snapshot is gone.
+        case snapshotDeleted(vmid: Int, snapname: String)
     }
 }
 

@@ -270,13 +270,13 @@ public struct ProxmoxClient: Sendable {
         return text.split(whereSeparator: { $0 == ";" || $0 == "," || $0 == " " }).map(String.init)
     }
 
-    private func upid(_ path: String, _ value: JSONValue) throws(ProxmoxError) -> UPID {
+    func upid(_ path: String, _ value: JSONValue) throws(ProxmoxError) -> UPID {
         guard let text = value.string else { throw .decoding(path: path, field: "data", message: "expected a UPID string") }
         guard let upid = UPID(parsing: text) else { throw .decoding(path: path, field: "data", message: "malformed UPID '\(text)'") }
         return upid
     }
 
-    private func list<T>(_ path: String, _ params: [(String, String)] = [],
+    func list<T>(_ path: String, _ params: [(String, String)] = [],
                          _ decode: (FieldReader) throws(ProxmoxError) -> T) async throws(ProxmoxError) -> [T] {
         let data = try await transport.call(.get, path, parameters: params)
         guard let items = data.array else { throw .decoding(path: path, field: "", message: "expected a list") }

@@ -68,6 +68,10 @@ public struct StandbyConfig: Sendable {
         public var retriesPerBackup = 5
         /// Free space required beyond the backup size, as a fraction of it.
         public var spaceMargin = 0.10
+        /// A delta's disk writes run in transient systemd units (`proxmox.systemd_run_path`), so
+        /// a stop or restart of the service never interrupts them; false: children of the service
+        /// in their own session (tests, machines without systemd).
+        public var deltaDetach = true
     }
 
     /// One PVE storage of type pbs whose backups are restored (an entry of `sources:`).
@@ -90,10 +94,32 @@ public struct StandbyConfig: Sendable {
         public var workers: Int?
         /// PVE pool restored guests are added to (the token's ACL can then be on `/pool/<id>`).
         public var pool: String?
+        /// The PBS datastore directory behind this storage, readable on the standby node (PBS
+        /// installed here, or the datastore mounted read-only): enables delta restores.
+        public var datastorePath: String?
+        /// The datastore namespace the storage's backups live in (PVE storage `namespace`; empty: root).
+        public var datastoreNamespace = ""
+        /// `auto`: a VM copy is brought up to date by writing only the changed chunks when it is
+        /// eligible (issue 15), else PVE restores it in full; `off`: always PVE's restore.
+        public var delta: DeltaMode = .auto
+        /// Run a delta on storage that cannot snapshot the copy (raw files on `dir`, thick LVM):
+        /// a crash mid-delta then leaves the copy unusable until the delta is run again.
+        public var deltaWithoutSnapshot = false
         /// The line of the source's entry in the config file (named by slot-map errors).
         public var line: Int?
         /// A source with the defaults: every VMID selected, no offset, priority 0.
         public init(storage: String) { self.storage = storage }
+
+        /// Whether delta restores are tried for this source's VMs.
+        public var deltaEnabled: Bool { delta == .auto }
+    }
+
+    /// `sources[].delta`.
+    public enum DeltaMode: String, Sendable, CaseIterable {
+        /// Delta when eligible, full restore otherwise (the reason is recorded).
+        case auto
+        /// Always PVE's full restore.
+        case off
     }
 
     /// Per-guest overrides (`guests:`, by backed-up VMID); nil keeps the source's or default value.
@@ -186,6 +212,7 @@ public struct StandbyConfig: Sendable {
             c.restore.adopt = try r.bool("adopt") ?? false
             c.restore.retriesPerBackup = try r.int("retries_per_backup", range: 1...1000) ?? c.restore.retriesPerBackup
             c.restore.spaceMargin = try r.double("space_margin", range: 0...10) ?? c.restore.spaceMargin
+            c.restore.deltaDetach = try r.bool("delta_detach") ?? c.restore.deltaDetach
             if let steps = try r.stringList("backoff") {
                 c.restore.backoff = try steps.enumerated().map { (i, t) throws(ConfigError) -> Duration in
                     guard let d = parseDuration(t) else { throw ConfigError(path: "restore.backoff[\(i)]", line: r.lineOf("backoff"), message: "expected a duration like 5m") }
@@ -220,6 +247,21 @@ public struct StandbyConfig: Sendable {
             if let pool = src.pool, pool.range(of: #"^[A-Za-z0-9\-_]+$"#, options: .regularExpression) == nil {
                 throw m.error("pool", m.node("pool"), "'\(pool)' is not a PVE pool id (letters, digits, - and _)")
             }
+            if let path = try m.string("datastore_path") {
+                guard path.hasPrefix("/") else { throw m.error("datastore_path", m.node("datastore_path"), "'\(path)' is not an absolute path") }
+                src.datastorePath = path
+            }
+            if let ns = try m.string("datastore_namespace") {
+                guard ns.split(separator: "/", omittingEmptySubsequences: false).allSatisfy({ $0.range(of: #"^[A-Za-z0-9_][A-Za-z0-9._\-]*$"#, options: .regularExpression) != nil }) else {
+                    throw m.error("datastore_namespace", m.node("datastore_namespace"), "'\(ns)' is not a PBS namespace (a/b/c: letters, digits, _ . -)")
+                }
+                src.datastoreNamespace = ns
+            }
+            if let mode = try m.string("delta") {
+                guard let d = DeltaMode(rawValue: mode) else { throw m.error("delta", m.node("delta"), "'\(mode)' is not one of auto, off") }
+                src.delta = d
+            }
+            src.deltaWithoutSnapshot = try m.bool("delta_without_snapshot") ?? false
             try m.finish()
             c.sources.append(src)
         }

@@ -34,6 +34,8 @@ public enum FailureReason: String, Sendable, CaseIterable, Codable {
     case stateError = "state_error"
     /// A chunk in the source datastore is corrupt or missing (delta restore).
     case sourceCorrupt = "source_corrupt"
+    /// A delta restore's write failed part-way (rolled back to its snapshot, or run again).
+    case deltaError = "delta_error"
 
     /// The reason of a PVE API error. A 403 `Permission check failed …` is `permission`.
     public static func of(_ error: ProxmoxError) -> FailureReason {

@@ -1,10 +1,13 @@
 import ProxmoxModel
 
 /// How a restore is carried out. The engine picks the executor an action names and does not know
-/// which one ran; the delta executor (writing only changed chunks) is the next.
+/// which one ran.
 public enum ExecutorKind: String, Sendable, CaseIterable, Codable {
     /// PVE's own restore task (`qmrestore`/`vzrestore`), followed through the task API.
     case pveTask = "pve_task"
+    /// Only the chunks that changed since the copy's backup, written from a local PBS datastore
+    /// into the copy's volumes (issue 15); falls back to ``pveTask`` with a ``DeltaFallback``.
+    case delta
 }
 
 /// One restore the plan starts now.
@@ -242,7 +245,10 @@ func planGuest(_ s: SelectedGuest, config: StandbyConfig, observation o: Observa
     if case .restore(let backup, let stopFirst, let force) = decision {
         action = RestoreAction(key: key, type: type, node: config.proxmox.node, backup: backup, settings: settings, stopFirst: stopFirst,
                                force: force, existingTarget: target, liveVmid: observed?.liveMarker != nil ? live : nil,
-                               pool: s.source.pool)
+                               pool: s.source.pool,
+                               // Over a copy proven ours, a source with delta restores on lets the
+                               // delta executor decide (it falls back to PVE's restore, naming why).
+                               executor: s.source.deltaEnabled && force && target != nil ? .delta : .pveTask)
     }
     var blocked: BlockReason?, detail: String?
     if case .blocked(let r) = decision {

@@ -32,6 +32,9 @@ public enum Marker {
         public var restoredAt: String?
         /// The VM's `vmgenid` recorded after `TASK OK` (VMs only).
         public var vmgenid: String?
+        /// A delta restore is rewriting the copy's disks into this backup (issue 15): the copy is
+        /// not whole and must not be started until the delta ends or is rolled back.
+        public var rewriting: Volid?
 
         /// A marker; `restoredAt` and `vmgenid` are optional (a VM's vmgenid is added after `TASK OK`).
         public init(volid: Volid, targetVmid: Int?, restoredAt: String? = nil, vmgenid: String? = nil) {
@@ -47,6 +50,7 @@ public enum Marker {
             if let targetVmid { s += " into \(targetVmid)" }
             if let restoredAt { s += " at \(restoredAt)" }
             if let vmgenid { s += " vmgenid \(vmgenid)" }
+            if let rewriting { s += " rewriting \(rewriting)" }
             return s
         }
     }
@@ -79,6 +83,7 @@ public enum Marker {
                 case "into": info.targetVmid = Int(words[i + 1])
                 case "at": info.restoredAt = words[i + 1]
                 case "vmgenid": info.vmgenid = words[i + 1]
+                case "rewriting": info.rewriting = Volid(parsing: words[i + 1])
                 default: break
                 }
                 i += 2

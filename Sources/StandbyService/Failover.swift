@@ -83,9 +83,25 @@ public struct Failover: Sendable {
 
     private func failOver(_ k: GuestKey, record: GuestRecord?, options: Options, say: (String) -> Void) async throws -> Bool {
         let client = operations.client, node = config.proxmox.node
-        guard let copy = try await operations.provenCopy(of: k) else {
+        guard var copy = try await operations.provenCopy(of: k) else {
             say("\(k): no standby copy proven ours in PVE; nothing started")
             return false
+        }
+        // A delta restore is rewriting the copy's disks (issue 15): never start a half-written
+        // disk. The restore was frozen by the failover flag before this; wait for the delta's end.
+        if let rewriting = copy.marker.rewriting {
+            say("\(k): a delta restore is rewriting \(copy.slot.target) into \(rewriting); waiting for it to end")
+            let deadline = Date().addingTimeInterval(options.waitSeconds)
+            while copy.marker.rewriting != nil {
+                guard Date() < deadline else {
+                    say("\(k): \(copy.slot.target) is still being rewritten after \(Int(options.waitSeconds)) s; not started (run failover again)")
+                    return false
+                }
+                try await Task.sleep(for: .seconds(1))
+                guard let again = try await operations.provenCopy(of: k) else { return false }
+                copy = again
+            }
+            say("\(k): the delta ended; the copy holds \(copy.marker.volid)")
         }
         let held = record?.held == true || copy.guest.tags.contains(Marker.heldTag)
         if options.latest, copy.slot.type == .vm, let newer = try await newerEligible(k, than: copy) {

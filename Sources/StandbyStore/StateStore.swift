@@ -142,6 +142,16 @@ public struct HistoryRecord: Sendable, Codable, Equatable, FetchableRecord, Muta
     public var error: String?
     /// N of a `TASK WARNINGS: N` ending (0 otherwise).
     public var warnings: Int = 0
+    /// `delta` (only changed chunks written) or `full` (PVE's restore); nil before it ended.
+    public var mode: String?
+    /// Bytes written into the standby's volumes (a full restore: the backup's size).
+    public var bytesWritten: Int64?
+    /// Delta: chunks that differed between the copy's backup and this one.
+    public var chunksChanged: Int?
+    /// Delta: chunks of all disks.
+    public var chunksTotal: Int?
+    /// Why a delta was not possible and PVE restored in full (a `DeltaFallback` raw value).
+    public var fallbackReason: String?
 
     /// Keeps the row id SQLite assigned.
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
@@ -273,6 +283,7 @@ public final class StateStore: Sendable {
             try db.create(index: "history_by_target", on: "history", columns: ["targetVmid"])
             try db.alter(table: "history") { t in t.add(column: "warnings", .integer).notNull().defaults(to: 0) }
         }
+        registerDeltaMigration(&m)
         return m
     }
 

@@ -31,7 +31,10 @@ public final class Rig: @unchecked Sendable {
         var logger = Logger(label: "pbs-standby.engine")
         logger.logLevel = logLevel
         let transport = wrap(InProcessTransport(simulator: simulator)), engineClock = clock, cfg = config
-        makeRuntime = { store in StandbyRuntime(config: cfg, transport: transport, store: store, clock: engineClock, logger: logger) }
+        // The delta executor writes disks with `pbs-standby datastore apply` (the built binary).
+        let executable = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/pbs-standby").path
+        makeRuntime = { store in StandbyRuntime(config: cfg, transport: transport, store: store, clock: engineClock, logger: logger, executable: executable) }
         runtime = makeRuntime(store)
         self.config = config
     }

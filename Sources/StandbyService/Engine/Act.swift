@@ -90,6 +90,7 @@ extension Reconciler {
     func finish(_ action: RestoreAction, outcome: RestoreOutcome, end: RestoreRecorder.End, giveUp: Double?, meta: Logger.Metadata) async {
         let c = context
         if case .success = outcome {
+            delta.keepIndexes(action)
             let cleaner = PreviousCopyCleaner(context: c, giveUp: giveUp)
             await cleaner.carryFreeze(action, meta: meta)
             var oldCopyRuns = false

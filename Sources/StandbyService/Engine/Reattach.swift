@@ -9,7 +9,11 @@ extension Reconciler {
     func reattach(spawn: (@escaping @Sendable () async -> Void) -> Void) async {
         let c = context
         guard let running = try? c.store.runningRestores(), !running.isEmpty else { return }
-        for h in running {
+        // Deltas open at the stop: run again from their records (no PVE task to follow).
+        let open = (try? c.store.openDeltas()) ?? []
+        for record in open { if let h = running.first(where: { $0.id == record.historyID }) { resumeDelta(record, h, spawn: spawn) } }
+        let openIDs = Set(open.map(\.historyID))
+        for h in running where !openIDs.contains(h.id ?? -1) {
             let key = GuestKey(source: h.source, vmid: h.vmid)
             guard let volid = Volid(parsing: h.volid), let historyID = h.id else { continue }
             var upid = h.upid.flatMap(UPID.init(parsing:))

@@ -35,6 +35,12 @@ public final class Reconciler: Service, Sendable {
     let schedulingPolicy: @Sendable ([RestoreCandidate]) -> [RestoreCandidate]
     /// Carries out restores, by the kind an action names.
     let executors: [ExecutorKind: any RestoreExecutor]
+    /// The delta executor (also: open deltas after a restart, the indexes kept after a restore).
+    let delta: DeltaExecutor
+    /// This process's executable (`pbs-standby`, which writes a delta's disks as `datastore apply`).
+    static var ownExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
     let state: Mutex<LoopState>
     /// Workers running now (parked or not), for the discrete-event driver.
     private let running = Atomic<Int>(0)
@@ -72,7 +78,8 @@ public final class Reconciler: Service, Sendable {
     /// Creates the engine.
     public init(config: StandbyConfig, client: ProxmoxClient, store: StateStore, clock: any EngineClock,
                 logger: Logger = Logger(label: "pbs-standby.engine"), events: (any RestoreEventSink)? = nil,
-                schedulingPolicy: @escaping @Sendable ([RestoreCandidate]) -> [RestoreCandidate] = SchedulingPolicy.order) {
+                schedulingPolicy: @escaping @Sendable ([RestoreCandidate]) -> [RestoreCandidate] = SchedulingPolicy.order,
+                executable: String? = nil) {
         self.config = config
         self.schedulingPolicy = schedulingPolicy
         let queue = EventQueue()
@@ -80,7 +87,13 @@ public final class Reconciler: Service, Sendable {
                                     callerIsRoot: config.proxmox.transport == .pvesh)
         context = EngineContext(config: config, client: client, clock: clock, logger: logger, observer: observer,
                                 writer: StateWriter(store: store, clock: clock, logger: logger, events: queue), events: queue, sink: events)
-        executors = [.pveTask: PVETaskExecutor(context: context)]
+        let full = PVETaskExecutor(context: context)
+        let stateDir = (config.statePath as NSString).deletingLastPathComponent
+        let writer = DeltaWriter(executable: executable ?? Self.ownExecutable,
+                                 systemdRun: config.restore.deltaDetach ? config.proxmox.systemdRunPath : nil,
+                                 directory: ((stateDir.isEmpty ? "." : stateDir) as NSString).appendingPathComponent("delta-runs"))
+        delta = DeltaExecutor(context: context, full: full, writer: writer, keeper: IndexKeeper(statePath: config.statePath))
+        executors = [.pveTask: full, .delta: delta]
         state = Mutex(LoopState())
         published = Mutex(.initial(version: pbsStandbyVersion, startedAt: clock.now(), workers: config.restore.workers))
     }
@@ -186,7 +199,9 @@ public final class Reconciler: Service, Sendable {
 
 /// Receives restore outcomes (the metric catalogue counts them).
 public protocol RestoreEventSink: Sendable {
-    func restoreSucceeded(source: String, type: GuestType, duration: Double, bytes: Int64)
+    func restoreSucceeded(source: String, type: GuestType, duration: Double, bytes: Int64, facts: RestoreFacts)
+    /// A delta restore was not possible; PVE restored in full (`pbs_standby_delta_fallbacks_total`).
+    func deltaFellBack(source: String, reason: String)
     /// A restore that succeeded with `TASK WARNINGS: N`.
     func restoreWarned(source: String, warnings: Int)
     func restoreFailed(source: String, reason: String)

@@ -1,6 +1,7 @@
 import Foundation
 import ProxmoxAPI
 import StandbyCore
+import StandbyStore
 
 /// How a restore is carried out: PVE's own restore task today (``PVETaskExecutor``), the delta
 /// writer next. The engine hands an executor a planned ``RestoreAction`` and records the
@@ -34,6 +35,10 @@ struct CopyFacts: Sendable, Equatable {
     var vmgenid: String?
     /// The backup's own `onboot` (restores pass `onboot=0`; `failover` puts it back).
     var backupOnboot: Bool?
+    /// A delta restore's mode, bytes and chunks (nil: PVE's full restore).
+    var delta: RestoreFacts?
+    /// Why a delta was not possible (a full restore by the delta executor's fallback).
+    var fallbackReason: String?
 }
 
 /// How a restore ended.

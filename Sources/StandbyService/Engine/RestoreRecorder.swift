@@ -18,7 +18,9 @@ struct RestoreRecorder: Sendable {
         let c = context, now = c.clock.now(), duration = now - started
         switch outcome {
         case .success(let facts):
+            let restoreFacts = facts.delta ?? RestoreFacts(mode: "full", bytesWritten: action.backup.size, fallbackReason: facts.fallbackReason)
             c.writer.persist("success of restore \(historyID)") { store in
+                try store.recordFacts(historyID, restoreFacts)
                 try store.finishRestore(historyID, result: .success, error: facts.warnings > 0 ? "TASK WARNINGS: \(facts.warnings)" : nil,
                                         at: now, warnings: facts.warnings)
                 try store.update(action.key, targetVmid: action.targetVmid) { r in
@@ -41,7 +43,7 @@ struct RestoreRecorder: Sendable {
                     r.liveVmid = action.targetVmid
                 }
             }
-            c.sink?.restoreSucceeded(source: action.key.source, type: action.type, duration: duration, bytes: action.backup.size)
+            c.sink?.restoreSucceeded(source: action.key.source, type: action.type, duration: duration, bytes: action.backup.size, facts: restoreFacts)
             if facts.warnings > 0 {
                 c.sink?.restoreWarned(source: action.key.source, warnings: facts.warnings)
                 c.logger.warning("restore ended with warnings: see the task log", metadata: meta.merging(["warnings": "\(facts.warnings)"]) { $1 })

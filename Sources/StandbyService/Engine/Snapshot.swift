@@ -78,6 +78,16 @@ public struct StatusSnapshot: Sendable {
         public var volid: String
         /// N of `TASK WARNINGS: N` (success with warnings).
         public var warnings: Int = 0
+        /// `delta` or `full` once it ended well (issue 15).
+        public var mode: String? = nil
+        /// Bytes written into the standby's volumes.
+        public var bytesWritten: Int64? = nil
+        /// Delta: chunks that changed; null for a full restore.
+        public var chunksChanged: Int? = nil
+        /// Delta: chunks of all disks.
+        public var chunksTotal: Int? = nil
+        /// Why a delta was not possible (a full restore with delta restores on).
+        public var fallbackReason: String? = nil
     }
 
     /// One guest's view: what the plan decided and shows, the record's counters and history.

@@ -51,7 +51,8 @@ extension Reconciler {
             } else {
                 history = ((try? context.store.history(g.key, limit: 10)) ?? []).map {
                     .init(startedAt: $0.startedAt, finishedAt: $0.finishedAt, duration: $0.duration, result: $0.result, error: $0.error,
-                          upid: $0.upid, volid: $0.volid, warnings: $0.warnings)
+                          upid: $0.upid, volid: $0.volid, warnings: $0.warnings, mode: $0.mode, bytesWritten: $0.bytesWritten,
+                          chunksChanged: $0.chunksChanged, chunksTotal: $0.chunksTotal, fallbackReason: $0.fallbackReason)
                 }
             }
             if let record { historyFor[g.key] = record }

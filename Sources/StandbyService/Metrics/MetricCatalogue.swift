@@ -1,6 +1,7 @@
 import Prometheus
 import ProxmoxAPI
 import StandbyCore
+import StandbyStore
 import Synchronization
 
 /// The service-level metrics of `shared/design/METRICS.md`, kept in one swift-prometheus registry
@@ -44,11 +45,24 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
     }
 
     /// Counts a successful restore: `restore_duration_seconds` histogram (30 s … 24 h).
-    public func restoreSucceeded(source: String, type: GuestType, duration: Double, bytes: Int64) {
+    public func restoreSucceeded(source: String, type: GuestType, duration: Double, bytes: Int64, facts: RestoreFacts) {
         registry.makeValueHistogram(
             descriptor: Self.d("restore_duration", "seconds", "Wall time of successful restores."),
-            labels: [("source", source), ("type", type.rawValue)],
+            labels: [("source", source), ("type", type.rawValue), ("mode", facts.mode)],
             buckets: [30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400]).record(duration)
+        registry.makeCounter(descriptor: Self.d("restored_bytes_written", "total", "Bytes written into standby volumes, by delta or full restores."),
+                             labels: [("source", source), ("mode", facts.mode)]).increment(by: Int64(facts.bytesWritten))
+        if let changed = facts.chunksChanged, let total = facts.chunksTotal {
+            let d = Self.d("delta_chunks", "total", "Chunks compared by delta restores: changed (written) or unchanged.")
+            registry.makeCounter(descriptor: d, labels: [("source", source), ("result", "changed")]).increment(by: Int64(changed))
+            registry.makeCounter(descriptor: d, labels: [("source", source), ("result", "unchanged")]).increment(by: Int64(max(0, total - changed)))
+        }
+    }
+
+    /// Counts a delta restore that was not possible (`pbs_standby_delta_fallbacks_total{reason}`).
+    public func deltaFellBack(source: String, reason: String) {
+        registry.makeCounter(descriptor: Self.d("delta_fallbacks", "total", "Delta restores not possible: PVE restored in full."),
+                             labels: [("source", source), ("reason", reason)]).increment()
     }
 
     /// Counts restores that ended `TASK WARNINGS: N` (`pbs_standby_restore_warnings_total`).

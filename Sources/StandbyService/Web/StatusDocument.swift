@@ -93,6 +93,16 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         public var volid: String
         /// N of a `TASK WARNINGS: N` ending (0 otherwise).
         public var warnings: Int
+        /// `delta` (only changed chunks written) or `full` (PVE's restore); null until it ended well.
+        public var mode: String? = nil
+        /// Bytes written into the standby's volumes; null until it ended well.
+        public var bytesWritten: Int64? = nil
+        /// Delta: chunks that changed; null for a full restore.
+        public var chunksChanged: Int? = nil
+        /// Delta: chunks of all disks; null for a full restore.
+        public var chunksTotal: Int? = nil
+        /// Why a delta was not possible (`pbs_standby_delta_fallbacks_total` reasons); else null.
+        public var fallbackReason: String? = nil
     }
 
     /// One guest: an entry of `guests`, and the document of `/api/v1/guests/{vmid}`.
@@ -189,6 +199,9 @@ extension StatusDocument.Restore {
         try c.encode(startedAt, forKey: .startedAt); try c.encode(finishedAt, forKey: .finishedAt)
         try c.encode(durationSeconds, forKey: .durationSeconds); try c.encode(result, forKey: .result); try c.encode(error, forKey: .error)
         try c.encode(upid, forKey: .upid); try c.encode(volid, forKey: .volid); try c.encode(warnings, forKey: .warnings)
+        try c.encode(mode, forKey: .mode); try c.encode(bytesWritten, forKey: .bytesWritten)
+        try c.encode(chunksChanged, forKey: .chunksChanged); try c.encode(chunksTotal, forKey: .chunksTotal)
+        try c.encode(fallbackReason, forKey: .fallbackReason)
     }
 }
 

@@ -47,7 +47,9 @@ extension StatusDocument.Guest {
         }
         let history = g.history.map {
             StatusDocument.Restore(startedAt: iso8601($0.startedAt), finishedAt: $0.finishedAt.map(iso8601), durationSeconds: $0.duration,
-                                   result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid, warnings: $0.warnings)
+                                   result: $0.result, error: $0.error, upid: $0.upid, volid: $0.volid, warnings: $0.warnings,
+                                   mode: $0.mode, bytesWritten: $0.bytesWritten, chunksChanged: $0.chunksChanged,
+                                   chunksTotal: $0.chunksTotal, fallbackReason: $0.fallbackReason)
         }
         self.init(source: g.key.source, vmid: g.key.vmid, type: g.type.rawValue, name: g.name, targetVmid: g.targetVmid,
                   targetNode: g.targetNode, state: g.state.rawValue, restored: backup(g.restored), latest: backup(g.latest),

@@ -3,6 +3,24 @@ import StandbyCore
 /// The HTML status page: server-rendered, no external assets, readable without JavaScript,
 /// refreshing itself every 10 s. Everything from PVE/PBS is HTML-escaped.
 public enum StatusPage {
+    /// The last good restore's mode and bytes written: `delta 80 MiB (20 of 2048 chunks)`, or
+    /// `full 32 GiB` with the reason a delta was not possible.
+    static func lastWrite(_ r: StatusSnapshot.LastRestore?) -> String {
+        guard let r, let mode = r.mode else { return "—" }
+        var text = "\(mode) \(bytes(r.bytesWritten ?? 0))"
+        if let changed = r.chunksChanged, let total = r.chunksTotal { text += " (\(changed) of \(total) chunks)" }
+        if let reason = r.fallbackReason { text += " — delta not possible: \(escape(reason))" }
+        return text
+    }
+
+    /// Bytes in binary units (`80 MiB`).
+    static func bytes(_ n: Int64) -> String {
+        var v = Double(n), unit = 0
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        while v >= 1024 && unit < units.count - 1 { v /= 1024; unit += 1 }
+        return unit == 0 ? "\(n) B" : String(format: v < 10 ? "%.1f %@" : "%.0f %@", v, units[unit])
+    }
+
     /// The page of a snapshot; lag and ages are computed against `now` (Unix seconds).
     public static func render(_ s: StatusSnapshot, now: Double) -> String {
         var rows = ""
@@ -18,6 +36,7 @@ public enum StatusPage {
             <td>\(g.restored.map { escape($0.volid) } ?? "—")</td>
             <td class="\(stale ? "bad" : "ok")">\(lag.map(age) ?? "no copy") / \(age(g.rpoTarget))</td>
             <td>\(g.pendingBackups)</td>
+            <td class="written">\(lastWrite(g.history.first(where: { $0.mode != nil })))</td>
             <td class="err">\([g.blockedDetail, g.lastError, g.history.first.flatMap { $0.warnings > 0 ? "restored with \($0.warnings) warning(s): see the task log" : nil }].compactMap { $0.map(escape) }.joined(separator: "<br>"))</td>
             </tr>
 
@@ -46,7 +65,7 @@ public enum StatusPage {
         <h2>Sources</h2><ul>\(sources)</ul>
         <h2>Guests</h2>
         <table id="guests"><thead><tr><th>Source</th><th>VMID → target</th><th>Type</th><th>Name</th><th>State</th>
-        <th>Restored backup</th><th>Age / RPO target</th><th>Pending</th><th>Last error</th></tr></thead>
+        <th>Restored backup</th><th>Age / RPO target</th><th>Pending</th><th>Last write</th><th>Last error</th></tr></thead>
         <tbody>
         \(rows)</tbody></table>
         <p><a href="/metrics">Metrics</a> · <a href="/api/v1/status">Status JSON</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>

@@ -1,0 +1,274 @@
+import Crypto
+import Foundation
+import PBSDatastore
+import ProxmoxAPI
+import ProxmoxSimulator
+import StandbyCore
+import StandbyService
+import StandbyStore
+import TestSupport
+import Testing
+
+/// The delta executor in the service (issue 15): after a copy exists, a newer backup is brought
+/// in by writing only the changed chunks from the simulator's real PBS datastore into the copy's
+/// real image, byte for byte equal to a full restore; every fallback reason is exercised through
+/// the engine; a corrupt chunk keeps the copy; an open delta left by a crash is run again.
+/// The disk writes run `pbs-standby datastore apply` (the built binary) as a subprocess.
+@Suite("Delta restore through the engine, against real images and a real datastore", .serialized)
+struct DeltaRestoreTests {
+    static let key = GuestKey(source: "pbs-prod", vmid: 101)
+
+    /// A rig whose simulator writes a real datastore and real images under a temporary directory.
+    static func rig(storageType: String = "lvmthin", imageBytes: Int64 = 24 << 20 + 123, changeRate: Double = 0.5,
+                    withoutSnapshot: Bool = false, type: GuestType = .vm, configure: (inout StandbyConfig) -> Void = { _ in }) throws -> (Rig, String) {
+        let dir = NSTemporaryDirectory() + "delta-rig-\(UUID().uuidString)"
+        var s = Rig.scenario(backedUp: [.init(vmid: 101, type: type, name: "web1", storage: "pbs-prod", disks: [4 * Rig.gib], interval: 3600, history: 1)])
+        s.targetStorages = [.init(id: "local-lvm", type: storageType, total: 4 << 40)]
+        s.backedUp[0].imageBytes = [imageBytes]
+        s.backedUp[0].changeRate = changeRate
+        s.datastoreDirectory = dir + "/ds"
+        s.imageDirectory = dir + "/images"
+        let rig = try Rig(scenario: s) { c in
+            c.restore.backoff = [.seconds(60)]
+            c.restore.deltaDetach = false
+            for i in c.sources.indices {
+                c.sources[i].targetStorage = "local-lvm"
+                c.sources[i].datastorePath = dir + "/ds"
+                c.sources[i].deltaWithoutSnapshot = withoutSnapshot
+            }
+            configure(&c)
+        }
+        return (rig, dir)
+    }
+
+    static func sha(_ path: String, bytes: Int) throws -> String {
+        let h = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? h.close() }
+        let data = try h.read(upToCount: bytes) ?? Data()
+        return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The image a full restore of `volid` writes (the datastore tool's restore, same code as PVE's stand-in).
+    static func fullImage(_ dir: String, _ volid: String) throws -> (path: String, size: Int) {
+        let v = try #require(Volid(parsing: volid))
+        let ds = try Datastore(path: dir + "/ds")
+        let index = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: v.snapshot), archive: "drive-scsi0.img.fidx")
+        let out = dir + "/full-\(v.backupTime).img"
+        try ImageWriter(source: ds.chunks).restore(index, target: out, overwrite: true)
+        return (out, Int(index.size))
+    }
+
+    static func copyPath(_ rig: Rig) async throws -> String {
+        let info = try await rig.runtime.client.volumeInfo(node: rig.config.proxmox.node, volume: "local-lvm:vm-101-disk-0")
+        return try #require(info.path)
+    }
+
+    static func last(_ rig: Rig) throws -> HistoryRecord { try #require(try rig.store.history(key, limit: 1).first) }
+
+    /// The newest backup the engine lists for the guest.
+    static func latest(_ rig: Rig) async throws -> Volid {
+        let backups = try await rig.runtime.client.backups(node: rig.config.proxmox.node, storage: "pbs-prod", vmid: 101)
+        return try #require(backups.filter(\.isComplete).max { $0.volid.backupTime < $1.volid.backupTime }?.volid)
+    }
+
+    /// The first copy (a full PVE restore), then a newer backup.
+    static func copyThenNewBackup(_ rig: Rig) async throws {
+        await rig.once()
+        #expect(try last(rig).outcome == .success && last(rig).mode == "full")
+        rig.clock.advance(by: 3600)
+    }
+
+    /// A delta: only changed chunks written, no restore POST, bytes equal to a full restore of the
+    /// new backup (the image's short last chunk included), the snapshot taken and removed, the
+    /// marker naming the new backup, metrics and status showing the delta.
+    @Test func deltaEqualsAFullRestoreOfTheNewBackup() async throws {
+        let (rig, dir) = try Self.rig()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        let postsBefore = rig.restores(vmid: 101).count
+        await rig.once()
+        let h = try Self.last(rig)
+        #expect(h.outcome == .success, "\(h.error ?? "")")
+        #expect(h.mode == "delta" && h.fallbackReason == nil, "\(h)")
+        #expect(rig.restores(vmid: 101).count == postsBefore, "no PVE restore")
+        let changed = try #require(h.chunksChanged), total = try #require(h.chunksTotal)
+        #expect(changed > 0 && changed < total && total == 7, "24 MiB + 123 bytes: 6 full chunks and a short one")
+        #expect(try #require(h.bytesWritten) <= Int64(changed) * (4 << 20))
+        let (full, size) = try Self.fullImage(dir, h.volid)
+        #expect(try Self.sha(try await Self.copyPath(rig), bytes: size) == Self.sha(full, bytes: size))
+        let paths = rig.mutations(vmid: 101).map { "\($0.method) \($0.path)" }
+        #expect(paths.contains { $0.hasPrefix("POST") && $0.hasSuffix("/snapshot") } && paths.contains { $0.hasPrefix("DELETE") && $0.contains("/snapshot/pbs-standby-delta") })
+        let marker = try #require(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description))
+        #expect(marker.volid.description == h.volid && marker.rewriting == nil)
+        #expect(try rig.store.openDeltas().isEmpty)
+        await rig.once()  // a pass with nothing to do refreshes the guest's view
+        let doc = String(decoding: StatusDocument(rig.runtime.reconciler.snapshot, now: rig.clock.now()).json(), as: UTF8.self)
+        #expect(doc.contains("\"mode\":\"delta\"") && doc.contains("\"chunks_changed\":\(changed)"))
+        let metrics = String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self)
+        #expect(metrics.contains("pbs_standby_restored_bytes_written_total{source=\"pbs-prod\",mode=\"delta\"}"))
+        #expect(metrics.contains("pbs_standby_delta_chunks_total{source=\"pbs-prod\",result=\"changed\"} \(changed)"))
+
+        // And again: a third backup goes on from the second (the kept indexes and marker moved on).
+        rig.clock.advance(by: 3600)
+        await rig.once()
+        let h3 = try Self.last(rig)
+        #expect(h3.mode == "delta" && h3.volid != h.volid)
+        let (full3, _) = try Self.fullImage(dir, h3.volid)
+        #expect(try Self.sha(try await Self.copyPath(rig), bytes: size) == Self.sha(full3, bytes: size))
+    }
+
+    /// Each fallback reason the engine can meet here: PVE restores in full, the reason is kept
+    /// and counted, and the copy is then equal to the new backup.
+    @Test(arguments: ["touched_since_restore", "copy_modified", "no_snapshot", "old_index_missing", "chunk_missing", "config_changed", "no_datastore"])
+    func fallbackRestoresInFull(reason: String) async throws {
+        let (rig, dir) = try Self.rig(storageType: reason == "no_snapshot" ? "dir" : "lvmthin")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        let copy = try await Self.copyPath(rig)
+        let v = try await Self.latest(rig), newVolid = v.description
+        switch reason {
+        case "touched_since_restore":
+            #expect(rig.simulator.adminStart(vmid: 101) && rig.simulator.adminStop(vmid: 101))
+        case "copy_modified":
+            // A chunk that is the same in both backups, changed behind our back: the guard samples
+            // every unchanged chunk of this small image.
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: copy))
+            let ds = try Datastore(path: dir + "/ds")
+            let oldVolid = try #require(Volid(parsing: try Self.last(rig).volid))
+            let old = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: oldVolid.snapshot), archive: "drive-scsi0.img.fidx")
+            let new = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: v.snapshot), archive: "drive-scsi0.img.fidx")
+            let same = try #require((0..<old.chunkCount).first { old.digests[$0] == new.digests[$0] })
+            try h.seek(toOffset: UInt64(same) * (4 << 20) + 100)
+            h.write(Data("written by someone else".utf8))
+            try h.close()
+        case "old_index_missing":
+            let oldVolid = try #require(Volid(parsing: try Self.last(rig).volid))
+            try FileManager.default.removeItem(atPath: dir + "/ds/" + oldVolid.snapshot + "/drive-scsi0.img.fidx")
+            try FileManager.default.removeItem(atPath: (rig.config.statePath as NSString).deletingLastPathComponent + "/delta-indexes")
+        case "chunk_missing":
+            let ds = try Datastore(path: dir + "/ds")
+            let new = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: v.snapshot), archive: "drive-scsi0.img.fidx")
+            let oldVolid = try #require(Volid(parsing: try Self.last(rig).volid))
+            let old = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: oldVolid.snapshot), archive: "drive-scsi0.img.fidx")
+            let i = try #require((0..<new.chunkCount).first { new.digests[$0] != old.digests[$0] && !new.isZeroChunk($0) })
+            try FileManager.default.removeItem(atPath: ds.chunks.path(of: new.digests[i]))
+        case "config_changed":
+            let blob = dir + "/ds/" + v.snapshot + "/qemu-server.conf.blob"
+            let text = (try #require(BackupConfigText.read(blob))) + "\nmemory: 8192\n"
+            try Data(DataBlob.encodeUncompressed(Array(text.utf8))).write(to: URL(fileURLWithPath: blob))
+        case "no_datastore":
+            try FileManager.default.moveItem(atPath: dir + "/ds/.chunks", toPath: dir + "/chunks-elsewhere")
+        default: break
+        }
+        await rig.once()
+        let h = try Self.last(rig)
+        if reason == "chunk_missing" || reason == "no_datastore" {
+            // PVE's full restore reads the same datastore here: the simulator's task fails too.
+            #expect(h.fallbackReason == nil || h.fallbackReason == reason)
+        } else {
+            #expect(h.outcome == .success && h.mode == "full" && h.fallbackReason == reason, "\(h)")
+            let (full, size) = try Self.fullImage(dir, newVolid)
+            #expect(try Self.sha(try await Self.copyPath(rig), bytes: size) == Self.sha(full, bytes: size))
+        }
+        #expect(String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self).contains("pbs_standby_delta_fallbacks_total{source=\"pbs-prod\",reason=\"\(reason)\"} 1"))
+    }
+
+    /// A container is never a delta (`not_vm`); an encrypted backup neither.
+    @Test func containerFallsBackAsNotVM() async throws {
+        let (rig, dir) = try Self.rig(type: .ct)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        await rig.once()
+        #expect(try Self.last(rig).fallbackReason == "not_vm")
+    }
+
+    /// `delta_without_snapshot: true` on a storage without snapshots: the delta runs, no snapshot call.
+    @Test func withoutSnapshotWhenAllowed() async throws {
+        let (rig, dir) = try Self.rig(storageType: "dir", withoutSnapshot: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        await rig.once()
+        let h = try Self.last(rig)
+        #expect(h.mode == "delta", "\(h)")
+        #expect(!rig.mutations(vmid: 101).contains { $0.path.contains("/snapshot") })
+        let (full, size) = try Self.fullImage(dir, h.volid)
+        #expect(try Self.sha(try await Self.copyPath(rig), bytes: size) == Self.sha(full, bytes: size))
+    }
+
+    /// A corrupt chunk in the datastore: nothing is written, the copy of the old backup is kept
+    /// (no full restore that would free it), the failure is `source_corrupt`.
+    @Test func corruptChunkKeepsTheCopy() async throws {
+        let (rig, dir) = try Self.rig()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        let copy = try await Self.copyPath(rig)
+        let oldVolid = try Self.last(rig).volid
+        let (oldFull, size) = try Self.fullImage(dir, oldVolid)
+        let newVolid = try await Self.latest(rig)
+        let ds = try Datastore(path: dir + "/ds")
+        let new = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: newVolid.snapshot), archive: "drive-scsi0.img.fidx")
+        let oldV = try #require(Volid(parsing: oldVolid))
+        let old = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: oldV.snapshot), archive: "drive-scsi0.img.fidx")
+        let i = try #require((0..<new.chunkCount).last { new.digests[$0] != old.digests[$0] && !new.isZeroChunk($0) })
+        let chunk = ds.chunks.path(of: new.digests[i])
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: chunk)))
+        bytes[bytes.count - 1] ^= 0xff
+        try Data(bytes).write(to: URL(fileURLWithPath: chunk))
+        let posts = rig.restores(vmid: 101).count
+        await rig.once()
+        let h = try Self.last(rig)
+        #expect(h.outcome == .failure && (h.error ?? "").contains("kept"), "\(h)")
+        #expect(rig.restores(vmid: 101).count == posts, "no full restore over the copy")
+        #expect(try Self.sha(copy, bytes: size) == Self.sha(oldFull, bytes: size), "the copy is untouched")
+        #expect(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description)?.rewriting == nil)
+        #expect(String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self).contains("pbs_standby_restore_failures_total{source=\"pbs-prod\",reason=\"source_corrupt\"} 1"))
+    }
+
+    /// Crash safety: a delta recorded as open (the service died mid-write, half the chunks
+    /// written) is run again at the next start from its record, and the bytes match.
+    @Test func openDeltaIsRunAgainAfterACrash() async throws {
+        let (rig, dir) = try Self.rig(storageType: "dir", withoutSnapshot: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        let copy = try await Self.copyPath(rig)
+        let from = try #require(Volid(parsing: try Self.last(rig).volid))
+        let to = try await Self.latest(rig)
+        // What the executor writes before its first byte: the history row, the record, the marker.
+        guard case .started(let id) = try rig.store.beginRestore(Self.key, targetVmid: 101, volid: to.description, bytes: 4 * Rig.gib, at: rig.clock.now()) else {
+            Issue.record("not started"); return
+        }
+        try rig.store.beginDelta(DeltaRecord(historyID: id, source: "pbs-prod", vmid: 101, targetVmid: 101, fromVolid: from.description, toVolid: to.description,
+                                             disks: [DeltaDisk(drive: "scsi0", archive: "drive-scsi0.img.fidx", volume: "local-lvm:vm-101-disk-0", path: copy)],
+                                             snapshot: nil, startedAt: rig.clock.now()))
+        var marker = try #require(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description))
+        marker.rewriting = to
+        #expect(rig.simulator.adminSetDescription(vmid: 101, marker.line))
+        // Half the changed chunks written by the writer that died.
+        let ds = try Datastore(path: dir + "/ds")
+        let plan = try DeltaPlan.diff(from: ds.openFixedIndex(snapshot: try SnapshotRef(parsing: from.snapshot), archive: "drive-scsi0.img.fidx"),
+                                      to: ds.openFixedIndex(snapshot: try SnapshotRef(parsing: to.snapshot), archive: "drive-scsi0.img.fidx"))
+        let file = try FileHandle(forWritingTo: URL(fileURLWithPath: copy))
+        for i in plan.changed.prefix(max(1, plan.changed.count / 2)) {
+            try file.seek(toOffset: UInt64(i) * plan.to.chunkSize)
+            file.write(Data(try ds.chunks.read(digest: plan.to.digests[i], length: plan.to.length(ofChunk: i))))
+        }
+        try file.close()
+        await rig.once()
+        let all = try rig.store.allHistory()
+        let h = try #require(all.first { $0.id == id })
+        #expect(h.outcome == .success && h.mode == "delta", "\(h)")
+        #expect(try rig.store.openDeltas().isEmpty)
+        let (full, size) = try Self.fullImage(dir, to.description)
+        #expect(try Self.sha(copy, bytes: size) == Self.sha(full, bytes: size))
+        let after = try #require(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description))
+        #expect(after.volid == to && after.rewriting == nil)
+    }
+}
+
+/// Reads a config blob as text (the test's own reader of the simulator's datastore).
+enum BackupConfigText {
+    static func read(_ path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path), let bytes = try? DataBlob.decode([UInt8](data), path: path) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

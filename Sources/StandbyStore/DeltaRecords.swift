@@ -55,13 +55,16 @@ public struct DeltaDisk: Sendable, Codable, Equatable {
     public var volume: String
     /// The file or block device written.
     public var path: String
+    /// The kept copy of the old backup's index when its snapshot was pruned from the datastore.
+    public var fromIndex: String?
 
     /// A disk of a delta.
-    public init(drive: String, archive: String, volume: String, path: String) {
+    public init(drive: String, archive: String, volume: String, path: String, fromIndex: String? = nil) {
         self.drive = drive
         self.archive = archive
         self.volume = volume
         self.path = path
+        self.fromIndex = fromIndex
     }
 }
 

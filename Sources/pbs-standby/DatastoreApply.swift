@@ -11,11 +11,16 @@ struct DatastoreApply: ParsableCommand {
     @Option(help: "The snapshot the target holds now.") var from: String
     @Option(help: "The snapshot to turn it into.") var to: String
     @Option(help: "The file or block device holding the --from image (may be larger than the image).") var target: String
+    @Option(help: ArgumentHelp("Read the index of --from from this .fidx file instead of the datastore (a copy kept after the snapshot was pruned).",
+                               valueName: "file"))
+    var fromIndex: String?
 
     func run() throws {
         try reportingErrors { () throws(DatastoreError) in
             let ds = try options.open()
-            let plan = try DeltaPlan.diff(from: options.index(ds, from), to: options.index(ds, to))
+            let old: FixedIndex
+            if let fromIndex { old = try FixedIndex(path: fromIndex) } else { old = try options.index(ds, from) }
+            let plan = try DeltaPlan.diff(from: old, to: options.index(ds, to))
             let started = ContinuousClock.now
             let outcome = try ImageWriter(source: ds.chunks, workers: chunkWorkers()).apply(plan, target: target)
             printSummary("apply", outcome, of: plan, since: started)

@@ -51,6 +51,23 @@ struct ApplyContractTests {
         #expect(try datastoreCLI(["verify"] + common(s) + ["--snapshot", "vm/100/\(t1)", "--target", target]).status == 0)
     }
 
+    /// `--from-index`: the old snapshot was pruned from the datastore; a kept copy of its index
+    /// gives the same result (what the service's delta executor passes).
+    @Test func applyWithAKeptIndexOfAPrunedSnapshot() throws {
+        let s = try Scratch()
+        let (a, b, _) = try twoSnapshots(s)
+        let kept = s.path("kept-\(disk)")
+        try FileManager.default.copyItem(atPath: "\(s.datastore)/vm/100/\(t0)/\(disk)", toPath: kept)
+        try FileManager.default.removeItem(atPath: "\(s.datastore)/vm/100/\(t0)")
+        let target = s.path("target.img")
+        try save(a, target)
+        let pruned = try datastoreCLI(["apply"] + common(s) + ["--from", "vm/100/\(t0)", "--to", "vm/100/\(t1)", "--target", target])
+        #expect(pruned.status == 2 && pruned.stderr.contains("not found"), "without the kept index: \(pruned.stderr)")
+        let r = try datastoreCLI(["apply"] + common(s) + ["--from", "vm/100/\(t0)", "--to", "vm/100/\(t1)", "--target", target, "--from-index", kept])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try bytes(target) == b)
+    }
+
     @Test func zeroChunksAreWrittenWithoutReadingTheirChunkFile() throws {
         let s = try Scratch()
         let (a, b, info) = try twoSnapshots(s)

@@ -263,6 +263,78 @@ struct DeltaRestoreTests {
         let after = try #require(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description))
         #expect(after.volid == to && after.rewriting == nil)
     }
+
+    /// The old snapshot's index pruned from the datastore: the copy the service kept after the
+    /// restore is used (`datastore apply --from-index`), and the delta still matches byte for byte.
+    @Test func keptIndexOfAPrunedSnapshotStillGivesADelta() async throws {
+        let (rig, dir) = try Self.rig()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        let oldVolid = try #require(Volid(parsing: try Self.last(rig).volid))
+        try FileManager.default.removeItem(atPath: dir + "/ds/" + oldVolid.snapshot + "/drive-scsi0.img.fidx")
+        await rig.once()
+        let h = try Self.last(rig)
+        #expect(h.mode == "delta", "\(h)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/ds/" + oldVolid.snapshot + "/drive-scsi0.img.fidx"), "read from the kept copy")
+        let (full, size) = try Self.fullImage(dir, h.volid)
+        #expect(try Self.sha(try await Self.copyPath(rig), bytes: size) == Self.sha(full, bytes: size))
+    }
+
+    /// An open record that no longer matches the copy (its marker was never set to `rewriting`,
+    /// or the copy holds another backup since) is ended without writing a byte; the restore then
+    /// goes on as usual.
+    @Test(arguments: [false, true])
+    func staleOpenRecordIsEndedWithoutWriting(markerMovedOn: Bool) async throws {
+        let (rig, dir) = try Self.rig()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        let copy = try await Self.copyPath(rig)
+        let from = try #require(Volid(parsing: try Self.last(rig).volid)), to = try await Self.latest(rig)
+        guard case .started(let id) = try rig.store.beginRestore(Self.key, targetVmid: 101, volid: to.description, bytes: 1, at: rig.clock.now()) else {
+            Issue.record("not started"); return
+        }
+        try rig.store.finishRestore(id, result: .failure, error: "test", at: rig.clock.now())
+        // A record naming another pair of backups than the marker shows.
+        let recordFrom = markerMovedOn ? Volid(parsing: "pbs-prod:backup/vm/101/2020-01-01T00:00:00Z")! : from
+        try rig.store.beginDelta(DeltaRecord(historyID: id, source: "pbs-prod", vmid: 101, targetVmid: 101, fromVolid: recordFrom.description,
+                                             toVolid: to.description, disks: [DeltaDisk(drive: "scsi0", archive: "drive-scsi0.img.fidx",
+                                             volume: "local-lvm:vm-101-disk-0", path: copy)], snapshot: nil, startedAt: rig.clock.now()))
+        await rig.once()
+        #expect(try rig.store.openDeltas().isEmpty, "the stale record is ended")
+        let h = try Self.last(rig)
+        #expect(h.outcome == .success && h.mode == "delta" && h.id != id, "\(h)")
+        let (full, size) = try Self.fullImage(dir, to.description)
+        #expect(try Self.sha(copy, bytes: size) == Self.sha(full, bytes: size))
+    }
+
+    /// An open delta whose copy was started meanwhile is not run again: a guest that ran wrote
+    /// its disks. The copy keeps its `rewriting` marker (never taken as whole) and the failure
+    /// says to restore it in full.
+    @Test func openDeltaOfAStartedCopyIsNotRunAgain() async throws {
+        let (rig, dir) = try Self.rig(storageType: "dir", withoutSnapshot: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        let copy = try await Self.copyPath(rig)
+        let from = try #require(Volid(parsing: try Self.last(rig).volid)), to = try await Self.latest(rig)
+        guard case .started(let id) = try rig.store.beginRestore(Self.key, targetVmid: 101, volid: to.description, bytes: 1, at: rig.clock.now()) else {
+            Issue.record("not started"); return
+        }
+        try rig.store.beginDelta(DeltaRecord(historyID: id, source: "pbs-prod", vmid: 101, targetVmid: 101, fromVolid: from.description,
+                                             toVolid: to.description, disks: [DeltaDisk(drive: "scsi0", archive: "drive-scsi0.img.fidx",
+                                             volume: "local-lvm:vm-101-disk-0", path: copy)], snapshot: nil, startedAt: rig.clock.now()))
+        var marker = try #require(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description))
+        marker.rewriting = to
+        #expect(rig.simulator.adminSetDescription(vmid: 101, marker.line))
+        rig.clock.advance(by: 5)
+        #expect(rig.simulator.adminStart(vmid: 101) && rig.simulator.adminStop(vmid: 101))
+        let before = try Self.sha(copy, bytes: 24 << 20)
+        await rig.once()
+        let all = try rig.store.allHistory()
+        let h = try #require(all.first { $0.id == id })
+        #expect(h.outcome == .failure && (h.error ?? "").contains("not run again"), "\(h)")
+        #expect(try Self.sha(copy, bytes: 24 << 20) == before, "nothing written")
+        #expect(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description)?.rewriting == to)
+    }
 }
 
 /// Reads a config blob as text (the test's own reader of the simulator's datastore).

@@ -89,8 +89,8 @@ extension Reconciler {
     /// later pass restores it again; the next start re-attaches).
     func finish(_ action: RestoreAction, outcome: RestoreOutcome, end: RestoreRecorder.End, giveUp: Double?, meta: Logger.Metadata) async {
         let c = context
-        if case .success = outcome {
-            delta.keepIndexes(action)
+        if case .success(let facts) = outcome {
+            delta.afterGoodRestore(action, facts: facts)
             let cleaner = PreviousCopyCleaner(context: c, giveUp: giveUp)
             await cleaner.carryFreeze(action, meta: meta)
             var oldCopyRuns = false

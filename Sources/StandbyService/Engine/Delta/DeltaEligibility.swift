@@ -16,6 +16,8 @@ struct DeltaJob: Sendable {
         var volume: String
         var path: String
         var plan: DeltaPlan
+        /// The kept index of the old backup, when its snapshot is no longer in the datastore.
+        var fromIndex: String?
     }
     var datastore: Datastore
     var namespace: String
@@ -61,6 +63,9 @@ struct DeltaEligibility: Sendable {
               marker.volid.storage == action.volid.storage, marker.volid.type == .vm, marker.volid.vmid == action.volid.vmid else {
             return .fallback(.oldIndexMissing, "the copy's marker names no backup of this guest")
         }
+        // A marker left `rewriting` without an open record (which the executor runs first): the
+        // copy's content is not known to be either backup.
+        if let rewriting = marker.rewriting { return .fallback(.oldIndexMissing, "the copy was left being rewritten into \(rewriting)") }
         let from = marker.volid, to = action.volid
         if let touched = await touchingTask(action.targetVmid, since: marker.restoredAt) { return .fallback(.touchedSinceRestore, touched) }
         let fromSnap: SnapshotRef, toSnap: SnapshotRef
@@ -79,7 +84,10 @@ struct DeltaEligibility: Sendable {
         guard Set(drives.keys.map { "drive-\($0).img.fidx" }) == Set(archives) else {
             return .fallback(.layoutChanged, "the copy's disks (\(drives.keys.sorted().joined(separator: ", "))) do not match the archives of \(toSnap) (\(archives.joined(separator: ", ")))")
         }
-        let storages = (try? await c.client.storages(node: c.node)) ?? []
+        let storages: [StorageInfo]
+        do { storages = try await c.client.storages(node: c.node) } catch {
+            return .fallback(.noSnapshot, "the node's storages cannot be read to know whether the copy can be snapshotted: \(error)")
+        }
         var disks: [DeltaJob.Disk] = [], snapshots = true
         for archive in archives {
             let drive = String(archive.dropFirst("drive-".count).dropLast(".img.fidx".count))
@@ -88,8 +96,14 @@ struct DeltaEligibility: Sendable {
             do { new = try datastore.openFixedIndex(snapshot: toSnap, archive: archive) } catch {
                 return .fallback(.chunkMissing, "\(error)")
             }
-            guard let old = (try? datastore.openFixedIndex(snapshot: fromSnap, archive: archive)) ?? keeper.index(action.key, from, archive: archive) else {
-                return .fallback(.oldIndexMissing, "the index \(archive) of \(from) is neither in \(datastore.path) nor kept in \(keeper.root)")
+            var fromIndex: String?
+            let old: FixedIndex
+            if let inStore = try? datastore.openFixedIndex(snapshot: fromSnap, archive: archive) { old = inStore } else {
+                guard let kept = keeper.index(action.key, from, archive: archive) else {
+                    return .fallback(.oldIndexMissing, "the index \(archive) of \(from) is neither in \(datastore.path) nor kept in \(keeper.root)")
+                }
+                old = kept
+                fromIndex = keeper.indexPath(action.key, from, archive: archive)
             }
             guard old.size == new.size, old.chunkSize == new.chunkSize else {
                 return .fallback(.layoutChanged, "\(archive): \(old.size) bytes in \(from), \(new.size) in \(to)")
@@ -110,7 +124,7 @@ struct DeltaEligibility: Sendable {
                 let file = datastore.chunks.path(of: new.digests[i])
                 if access(file, F_OK) != 0 { return .fallback(.chunkMissing, "chunk \(i) of \(archive) (\(file)) is not in the datastore") }
             }
-            disks.append(.init(drive: drive, archive: archive, volume: volume, path: path, plan: plan))
+            disks.append(.init(drive: drive, archive: archive, volume: volume, path: path, plan: plan, fromIndex: fromIndex))
         }
         let oldConfig = BackupConfigReader.config(in: datastore.directory(of: fromSnap)) ?? keeper.config(action.key, from)
         guard let oldConfig else { return .fallback(.oldIndexMissing, "the config of \(from) is neither in the datastore nor kept") }

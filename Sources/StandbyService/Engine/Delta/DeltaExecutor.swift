@@ -15,12 +15,13 @@ import StandbyStore
 /// 2. with several disks, every changed chunk of every disk read and verified (a corrupt chunk
 ///    in PBS fails the restore as `source_corrupt` and keeps the copy: pbs-restore would free the
 ///    old disks and fail on the same chunk);
-/// 3. the delta recorded in the state file, the copy's marker set to `rewriting <backup>` (it
-///    must not be started: `failover` waits), a PVE snapshot `pbs-standby-delta` where the storage
-///    can take one;
+/// 3. right before the first change: the guest not frozen, the copy stopped and unlocked; the
+///    delta recorded in the state file, the copy's marker set to `rewriting <backup>` (it must not
+///    be started: `failover` waits), a PVE snapshot `pbs-standby-delta` where the storage can take one;
 /// 4. each disk written by `pbs-standby datastore apply` in its own process (``DeltaWriter``);
-/// 5. the marker names the new backup, the snapshot goes, the record ends. A failed write rolls
-///    back to the snapshot; without one the record stays and the delta is run again.
+/// 5. the copy still stopped and untouched, the marker names the new backup, the snapshot goes,
+///    the record ends. A failed write rolls back to the snapshot; without one the record stays
+///    and the delta is run again (the writes are idempotent).
 struct DeltaExecutor: RestoreExecutor {
     let context: EngineContext
     let full: PVETaskExecutor
@@ -33,13 +34,13 @@ struct DeltaExecutor: RestoreExecutor {
         guard let source = c.config.sources.first(where: { $0.storage == action.key.source }) else {
             return await full.restore(action, historyID: historyID, started: started, run: run)
         }
-        // A delta left open by a crash (no snapshot to roll back to): finish it first.
-        if let open = try? c.store.openDelta(targetVmid: action.targetVmid), open.historyID != historyID {
-            let resumed = await resume(open, action: action, run: run)
+        // A delta left open (a crash, a failed write without snapshot): finish it first; a stale
+        // record (the copy no longer holds what it names) is ended without writing.
+        if let open = try? c.store.openDelta(targetVmid: action.targetVmid), open.historyID != historyID,
+           let resumed = await resume(open, action: action, run: run) {
             guard case .success = resumed else { return resumed }
         }
-        let verdict = await DeltaEligibility(context: c, keeper: keeper).check(action, source: source)
-        switch verdict {
+        switch await DeltaEligibility(context: c, keeper: keeper).check(action, source: source) {
         case .fallback(let reason, let why):
             return await fallBack(action, historyID: historyID, started: started, run: run, reason: reason, why: why)
         case .eligible(let job):
@@ -47,9 +48,8 @@ struct DeltaExecutor: RestoreExecutor {
                 return await fallBack(action, historyID: historyID, started: started, run: run, reason: .copyModified, why: modified)
             }
             if job.disks.count > 1 {
-                let source = job.datastore.chunks
                 for disk in job.disks {
-                    do { try ImageWriter(source: source).verifyChunks(disk.plan) } catch {
+                    do { try ImageWriter(source: job.datastore.chunks).verifyChunks(disk.plan) } catch {
                         return .failure(reason: .sourceCorrupt, message: "\(disk.archive) of \(job.to): \(error); the copy of \(job.from) is kept")
                     }
                 }
@@ -77,12 +77,27 @@ struct DeltaExecutor: RestoreExecutor {
         return outcome
     }
 
+    /// Why the copy must not be changed now (nil: go ahead): the guest frozen by a hold or a
+    /// failover, the copy running or locked.
+    private func mustNotChange(_ action: RestoreAction) async -> String? {
+        let c = context
+        if let why = try? c.store.frozen(action.key) { return "the guest was \(why)" }
+        do {
+            let s = try await c.client.guestStatus(node: c.node, type: .vm, vmid: action.targetVmid)
+            if s.status != "stopped" { return "the copy is \(s.status)" }
+            if let lock = s.lock { return "the copy is locked (\(lock))" }
+        } catch { return "the copy's status cannot be read: \(error)" }
+        return nil
+    }
+
     /// Steps 3–5 for a job that passed the checks.
     private func write(_ job: DeltaJob, action: RestoreAction, historyID: Int64, started: Double, run: RestoreRun) async -> RestoreOutcome {
         let c = context, vmid = action.targetVmid
-        let disks = job.disks.map { DeltaDisk(drive: $0.drive, archive: $0.archive, volume: $0.volume, path: $0.path) }
+        if let why = await mustNotChange(action) { return .skipped("delta not started: \(why)") }
+        let disks = job.disks.map { DeltaDisk(drive: $0.drive, archive: $0.archive, volume: $0.volume, path: $0.path, fromIndex: $0.fromIndex) }
         let record = DeltaRecord(historyID: historyID, source: action.key.source, vmid: action.key.vmid, targetVmid: vmid,
                                  fromVolid: job.from.description, toVolid: job.to.description, disks: disks, snapshot: nil, startedAt: started)
+        writer.clean(record)
         guard c.writer.persist("record delta \(historyID)", { try $0.beginDelta(record) }) != nil else {
             return .failure(reason: .stateError, message: "the delta cannot be recorded in the state file first; nothing was written")
         }
@@ -94,55 +109,70 @@ struct DeltaExecutor: RestoreExecutor {
                                               digest: job.config.digest)
         } catch {
             c.writer.persist("end of delta \(historyID)") { try $0.endDelta(historyID) }
-            return RestoreOutcome(error: error, synchronous: false)
+            return .skipped("delta not started: the copy's marker could not be set (\(error))")
         }
+        var recorded = record
         if job.snapshots {
             do {
+                // A snapshot of ours left by an earlier delta that could not remove it.
+                if try await c.client.snapshots(node: c.node, vmid: vmid).contains(Self.snapshotName) {
+                    await removeSnapshot(vmid, Self.snapshotName, at: started)
+                }
                 let upid = try await c.client.createSnapshot(node: c.node, vmid: vmid, name: Self.snapshotName,
                                                              description: "pbs-standby: before the delta to \(job.to)")
                 c.writer.persist("snapshot task \(upid)") { try $0.addOurTask(upid.description, targetVmid: vmid, at: started) }
-                guard case .success = try await TaskFollower(context: c).follow(upid) else { throw ProxmoxError.transient(path: "snapshot", message: "the snapshot task failed") }
+                guard case .success = try await TaskFollower(context: c).follow(upid) else {
+                    throw ProxmoxError.transient(path: "snapshot", message: "the snapshot task failed")
+                }
                 c.writer.persist("snapshot of delta \(historyID)") { try $0.setDeltaSnapshot(historyID, Self.snapshotName) }
+                recorded.snapshot = Self.snapshotName
             } catch {
-                await unmark(vmid, historyID: historyID)
+                await unmark(record)
                 return .failure(reason: .taskError, message: "the snapshot before the delta failed: \(error); nothing was written")
             }
         }
-        var resumedRecord = record
-        if job.snapshots { resumedRecord.snapshot = Self.snapshotName }
-        return await runWrites(resumedRecord, datastore: job.datastore.path, namespace: job.namespace, action: action, run: run,
-                               vmgenid: job.config.raw["vmgenid"])
+        return await runWrites(recorded, datastore: job.datastore.path, namespace: job.namespace, run: run, resumed: false)
     }
 
-    /// Writes every disk of a recorded delta (a new one, or one left open by a crash), then ends it.
-    func runWrites(_ record: DeltaRecord, datastore: String, namespace: String, action: RestoreAction, run: RestoreRun,
-                   vmgenid: String?) async -> RestoreOutcome {
+    /// Writes every disk of a recorded delta (a new one, or one left open), then ends it.
+    func runWrites(_ record: DeltaRecord, datastore: String, namespace: String, run: RestoreRun, resumed: Bool) async -> RestoreOutcome {
         let c = context, vmid = record.targetVmid, disks = record.diskList
         guard let from = Volid(parsing: record.fromVolid), let to = Volid(parsing: record.toVolid) else {
             return .failure(reason: .stateError, message: "delta record \(record.historyID) names unreadable volids")
         }
+        let since = iso8601(record.startedAt)
+        if resumed, let touched = await DeltaEligibility(context: c, keeper: keeper).touchingTask(vmid, since: since) {
+            return .failure(reason: .deltaError, message: "the open delta into \(to) is not run again: \(touched); the copy is not whole (restore it in full)")
+        }
         var bytes: Int64 = 0, changed = 0, total = 0
         for (i, disk) in disks.enumerated() {
             let args = DeltaWriter.arguments(datastore: datastore, namespace: namespace, from: from.snapshot, to: to.snapshot,
-                                             archive: disk.archive, target: disk.path)
-            switch await writer.write(historyID: record.historyID, disk: disk, arguments: args) {
+                                             archive: disk.archive, target: disk.path, fromIndex: disk.fromIndex)
+            switch await writer.write(record: record, disk: disk, arguments: args) {
             case .written(let b, let ch, let t):
                 bytes += b; changed += ch; total += t
                 run.progress(Double(i + 1) / Double(max(1, disks.count)))
-            case .dataError(let message) where i == 0:
-                // Nothing written (the tool verifies every chunk first, and earlier disks were verified).
-                await unmark(vmid, historyID: record.historyID, snapshot: record.snapshot)
+            case .dataError(let message) where i == 0 && !resumed:
+                // Nothing written: the tool verifies every chunk before its first write, and the
+                // other disks' chunks were verified before this delta began.
+                await unmark(record)
                 return .failure(reason: .sourceCorrupt, message: "\(disk.archive) of \(to): \(message); the copy of \(from) is kept")
             case .dataError(let message), .failed(let message):
                 return await failedWrite(record, message: "\(disk.archive): \(message)")
+            case .detached:
+                return .detached
             }
         }
-        // Whole again: the marker names the new backup, the snapshot goes, the record ends.
-        let now = c.clock.now()
-        guard let cfg = try? await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid) else {
-            return .failure(reason: .apiError, message: "delta written, but the copy's config cannot be read to update its marker; it is run again")
+        // Whole again — unless something started or changed the copy meanwhile.
+        if let touched = await DeltaEligibility(context: c, keeper: keeper).touchingTask(vmid, since: since) {
+            return await failedWrite(record, message: "\(touched) while its disks were written")
         }
-        let info = Marker.Info(volid: to, targetVmid: vmid, restoredAt: iso8601(record.startedAt), vmgenid: cfg.raw["vmgenid"] ?? vmgenid)
+        let now = c.clock.now()
+        let cfg: GuestConfig
+        do { cfg = try await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid) } catch {
+            return .failure(reason: .apiError, message: "delta written, but the copy's config cannot be read to update its marker (\(error)); it is run again")
+        }
+        let info = Marker.Info(volid: to, targetVmid: vmid, restoredAt: since, vmgenid: cfg.raw["vmgenid"])
         do {
             try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest)
         } catch {
@@ -150,7 +180,7 @@ struct DeltaExecutor: RestoreExecutor {
         }
         if let snapshot = record.snapshot { await removeSnapshot(vmid, snapshot, at: now) }
         c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
-        writer.clean(historyID: record.historyID)
+        writer.clean(record)
         var facts = CopyFacts(vmgenid: info.vmgenid)
         facts.delta = RestoreFacts(mode: "delta", bytesWritten: bytes, chunksChanged: changed, chunksTotal: total)
         if let text = try? await c.client.backupConfig(node: c.node, volid: to) { facts.backupOnboot = BackupConfig(parsing: text, type: .vm).onboot }
@@ -158,38 +188,46 @@ struct DeltaExecutor: RestoreExecutor {
     }
 
     /// A write failed part-way: roll back to the snapshot (the copy of `from` again, with a new
-    /// vmgenid re-recorded in its marker), or without one keep the record: the delta is run again.
+    /// vmgenid recorded in its marker), or without one keep the record: the delta is run again.
     private func failedWrite(_ record: DeltaRecord, message: String) async -> RestoreOutcome {
         let c = context, vmid = record.targetVmid
         guard let snapshot = record.snapshot else {
             return .failure(reason: .deltaError, message: "\(message); the copy is partly written and not startable until the delta is run again (no snapshot)")
         }
+        // The disks go back to `from`: no write of this record counts as done any more.
+        writer.clean(record)
         do {
             let upid = try await c.client.rollbackSnapshot(node: c.node, vmid: vmid, name: snapshot)
             c.writer.persist("rollback task \(upid)") { try $0.addOurTask(upid.description, targetVmid: vmid, at: c.clock.now()) }
-            guard case .success = try await TaskFollower(context: c).follow(upid) else { throw ProxmoxError.transient(path: "rollback", message: "the rollback task failed") }
+            guard case .success = try await TaskFollower(context: c).follow(upid) else {
+                throw ProxmoxError.transient(path: "rollback", message: "the rollback task failed")
+            }
         } catch {
             return .failure(reason: .deltaError, message: "\(message); the rollback to \(snapshot) failed too (\(error)): the copy is not startable")
         }
-        await unmark(vmid, historyID: record.historyID, snapshot: snapshot)
+        await unmark(record)
         return .failure(reason: .deltaError, message: "\(message); the copy was rolled back to \(record.fromVolid)")
     }
 
     /// Ends a delta that wrote nothing (or was rolled back): the marker without `rewriting` (and
-    /// with the vmgenid PVE shows now: a rollback gives a new one), the snapshot removed, the record ended.
-    private func unmark(_ vmid: Int, historyID: Int64, snapshot: String? = nil) async {
-        let c = context
-        if let cfg = try? await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid), var info = Marker.parse(cfg.description) {
+    /// with the vmgenid PVE shows now: a rollback gives a new one), the snapshot removed; the
+    /// record ends only once the marker is clear, else the next attempt tries again.
+    private func unmark(_ record: DeltaRecord) async {
+        let c = context, vmid = record.targetVmid
+        guard let cfg = try? await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid) else { return }
+        if var info = Marker.parse(cfg.description), info.rewriting != nil {
             info.rewriting = nil
             if let genid = cfg.raw["vmgenid"] { info.vmgenid = genid }
-            try? await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest)
-            if let genid = cfg.raw["vmgenid"], let record = try? c.store.openDelta(targetVmid: vmid) {
+            do {
+                try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest)
+            } catch { return }
+            if let genid = cfg.raw["vmgenid"] {
                 c.writer.persist("vmgenid of \(vmid)") { try $0.update(GuestKey(source: record.source, vmid: record.vmid), targetVmid: vmid) { $0.vmgenid = genid } }
             }
         }
-        if let snapshot { await removeSnapshot(vmid, snapshot, at: c.clock.now()) }
-        c.writer.persist("end of delta \(historyID)") { try $0.endDelta(historyID) }
-        writer.clean(historyID: historyID)
+        if let snapshot = record.snapshot { await removeSnapshot(vmid, snapshot, at: c.clock.now()) }
+        c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
+        writer.clean(record)
     }
 
     private func removeSnapshot(_ vmid: Int, _ name: String, at: Double) async {
@@ -203,24 +241,56 @@ struct DeltaExecutor: RestoreExecutor {
         }
     }
 
-    /// Runs a delta left open (by a crash, or a failed write without snapshot) to its end.
-    func resume(_ record: DeltaRecord, action: RestoreAction, run: RestoreRun) async -> RestoreOutcome {
-        let c = context
+    /// Runs a delta left open (a crash, a failed write without snapshot) to its end. Nil when the
+    /// record is stale — the copy's marker no longer says it holds `from` being rewritten into
+    /// `to` (destroyed, restored in full since): the record is ended and nothing written.
+    func resume(_ record: DeltaRecord, action: RestoreAction, run: RestoreRun) async -> RestoreOutcome? {
+        let c = context, vmid = record.targetVmid
         guard let source = c.config.sources.first(where: { $0.storage == record.source }), let ds = source.datastorePath else {
-            return .failure(reason: .configError, message: "an open delta of \(record.targetVmid) needs the datastore of source \(record.source)")
+            return .failure(reason: .configError, message: "an open delta of \(vmid) needs the datastore of source \(record.source)")
+        }
+        let cfg: GuestConfig
+        do { cfg = try await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid) } catch {
+            return .failure(reason: .apiError, message: "an open delta of \(vmid): the copy's config cannot be read (\(error))")
+        }
+        let marker = Marker.parse(cfg.description)
+        switch (marker?.volid.description, marker?.rewriting?.description) {
+        case (record.fromVolid, record.toVolid?):
+            break  // the delta as recorded: run it again
+        case (record.fromVolid, nil):
+            // Recorded, but the marker was not yet set when the service stopped: nothing written.
+            c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
+            writer.clean(record)
+            return nil
+        case (record.toVolid?, nil) where marker?.targetVmid == vmid:
+            // Written and marked; the record's end was lost: end it.
+            c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
+            writer.clean(record)
+            return nil
+        default:
+            c.logger.notice("a delta record no longer matches the copy; ended without writing",
+                            metadata: ["vmid": "\(vmid)", "record_to": "\(record.toVolid)", "marker": "\(cfg.description ?? "")"])
+            c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
+            writer.clean(record)
+            return nil
+        }
+        if let why = await mustNotChange(action) {
+            return .failure(reason: .deltaError, message: "the open delta into \(record.toVolid) is not run again: \(why)")
         }
         c.logger.notice("running an open delta again", metadata: ["vmid": "\(record.vmid)", "to": "\(record.toVolid)"])
-        let cfg = try? await c.client.guestConfig(node: c.node, type: .vm, vmid: record.targetVmid)
-        return await runWrites(record, datastore: ds, namespace: source.datastoreNamespace, action: action, run: run, vmgenid: cfg?.raw["vmgenid"])
+        return await runWrites(record, datastore: ds, namespace: source.datastoreNamespace, run: run, resumed: true)
     }
 
-    /// After any good restore of a VM from a source with a datastore: keep the indexes of the
-    /// backup the copy now holds.
-    func keepIndexes(_ action: RestoreAction) {
+    /// After any good restore of a VM: keep the indexes of the backup the copy now holds (sources
+    /// with delta restores), and end a delta record of that VMID that a full restore made stale.
+    func afterGoodRestore(_ action: RestoreAction, facts: CopyFacts) {
+        if facts.delta == nil, let open = try? context.store.openDelta(targetVmid: action.targetVmid) {
+            context.writer.persist("end of stale delta \(open.historyID)") { try $0.endDelta(open.historyID) }
+            writer.clean(open)
+        }
         guard action.type == .vm, let source = context.config.sources.first(where: { $0.storage == action.key.source }),
               source.deltaEnabled, let ds = source.datastorePath, let datastore = try? Datastore(path: ds),
               let snap = try? SnapshotRef(parsing: action.volid.snapshot, namespace: source.datastoreNamespace) else { return }
-        let other = (try? context.store.guest(action.key))?.liveVmid == action.targetVmid ? nil : (try? context.store.guest(action.key))?.restoredVolid.flatMap(Volid.init(parsing:))
-        keeper.keep(action.key, action.volid, datastore: datastore, snapshot: snap, alsoKeep: other)
+        keeper.keep(action.key, action.volid, datastore: datastore, snapshot: snap)
     }
 }

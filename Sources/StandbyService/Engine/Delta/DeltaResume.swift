@@ -26,6 +26,7 @@ extension Reconciler {
         let giveUp = state.withLock { $0.unreachableGiveUp }
         spawn(worker {
             let outcome = await self.delta.resume(record, action: action, run: RestoreRun(key: key, events: c.events, giveUp: giveUp, expectedSeconds: nil))
+                ?? .skipped("the open delta's record no longer matched the copy; ended without writing")
             let end = RestoreRecorder(context: c).record(outcome, action: action, historyID: historyID, started: h.startedAt, meta: meta)
             await self.finish(action, outcome: outcome, end: end, giveUp: giveUp, meta: meta)
         })

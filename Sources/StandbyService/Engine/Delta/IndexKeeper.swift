@@ -26,16 +26,21 @@ struct IndexKeeper: Sendable {
         try? FixedIndex(path: directory(key, volid) + "/" + archive)
     }
 
+    /// The path of the kept index of `archive` of `volid`.
+    func indexPath(_ key: GuestKey, _ volid: Volid, archive: String) -> String {
+        directory(key, volid) + "/" + archive
+    }
+
     /// The kept backup config of `volid`, when there is one.
     func config(_ key: GuestKey, _ volid: Volid) -> String? {
         try? String(contentsOfFile: directory(key, volid) + "/qemu-server.conf", encoding: .utf8)
     }
 
     /// Keeps the indexes and config of `snapshot` as the ones of `volid` (after a good restore of
-    /// it) and drops those of other backups of the guest except `alsoKeep` (with keep_previous
-    /// the other slot's copy holds an older backup). Best effort: a failure only costs a full
-    /// restore later.
-    func keep(_ key: GuestKey, _ volid: Volid, datastore: Datastore, snapshot: SnapshotRef, alsoKeep: Volid? = nil) {
+    /// it) and drops those of other backups of the guest (a delta always starts from the live
+    /// copy: with keep_previous the previous copy is removed once the new one is good). Best
+    /// effort: a failure only costs a full restore later.
+    func keep(_ key: GuestKey, _ volid: Volid, datastore: Datastore, snapshot: SnapshotRef) {
         let fm = FileManager.default, source = datastore.directory(of: snapshot), target = directory(key, volid)
         guard let names = try? fm.contentsOfDirectory(atPath: source) else { return }
         let staging = target + ".tmp"
@@ -50,8 +55,7 @@ struct IndexKeeper: Sendable {
         try? fm.removeItem(atPath: target)
         try? fm.moveItem(atPath: staging, toPath: target)
         let guestDir = "\(root)/\(key.source)/\(key.vmid)"
-        let keepNames: Set<String> = Set([volid, alsoKeep].compactMap { $0.map { String($0.backupTime) } })
-        for name in (try? fm.contentsOfDirectory(atPath: guestDir)) ?? [] where !keepNames.contains(name) {
+        for name in (try? fm.contentsOfDirectory(atPath: guestDir)) ?? [] where name != String(volid.backupTime) {
             try? fm.removeItem(atPath: guestDir + "/" + name)
         }
     }

@@ -100,8 +100,9 @@ public struct StandbyConfig: Sendable {
         /// The datastore namespace the storage's backups live in (PVE storage `namespace`; empty: root).
         public var datastoreNamespace = ""
         /// `auto`: a VM copy is brought up to date by writing only the changed chunks when it is
-        /// eligible (issue 15), else PVE restores it in full; `off`: always PVE's restore.
-        public var delta: DeltaMode = .auto
+        /// eligible (issue 15), else PVE restores it in full; `off`: always PVE's restore. Nil
+        /// (not configured): `auto` when ``datastorePath`` is set, else `off`.
+        public var delta: DeltaMode?
         /// Run a delta on storage that cannot snapshot the copy (raw files on `dir`, thick LVM):
         /// a crash mid-delta then leaves the copy unusable until the delta is run again.
         public var deltaWithoutSnapshot = false
@@ -110,8 +111,9 @@ public struct StandbyConfig: Sendable {
         /// A source with the defaults: every VMID selected, no offset, priority 0.
         public init(storage: String) { self.storage = storage }
 
-        /// Whether delta restores are tried for this source's VMs.
-        public var deltaEnabled: Bool { delta == .auto }
+        /// Whether delta restores are tried for this source's VMs (an explicit `delta: auto`
+        /// without a datastore path is tried too, and falls back as `no_datastore`, visibly).
+        public var deltaEnabled: Bool { (delta ?? (datastorePath != nil ? .auto : .off)) == .auto }
     }
 
     /// `sources[].delta`.

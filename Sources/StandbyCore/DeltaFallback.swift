@@ -23,4 +23,7 @@ public enum DeltaFallback: String, Sendable, CaseIterable, Codable {
     case chunkMissing = "chunk_missing"
     /// The copy's storage cannot snapshot it and `delta_without_snapshot` is off.
     case noSnapshot = "no_snapshot"
+    /// The target holds no whole copy: its marker names no backup of this guest (the config a
+    /// failed forced restore leaves behind, reference §3.1 step 3).
+    case noCopy = "no_copy"
 }

@@ -18,8 +18,13 @@ extension StandbyRuntime {
         c.sources = scenario.pbsStorages.map { p in
             var s = StandbyConfig.Source(storage: p.id)
             s.targetStorage = scenario.targetStorages.first?.id
+            // The simulator's real datastore (when the scenario has one): VM copies are then
+            // brought up to date by delta restores; the writes run as children (no systemd here).
+            s.datastorePath = scenario.datastoreDirectory
+            s.datastoreNamespace = p.namespace ?? ""
             return s
         }
+        c.restore.deltaDetach = false
         c.guests[101] = .init(priority: 10, rpoTarget: .seconds(1800), startAfterRestore: nil, targetStorage: nil)
         return c
     }

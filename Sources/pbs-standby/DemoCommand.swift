@@ -35,7 +35,14 @@ struct DemoCommand: AsyncParsableCommand {
             let web = try global.webConfig(configured: nil)
             let statePath = global.statePath ?? (NSTemporaryDirectory() + "pbs-standby-demo-\(getpid())/state.db")
             if let g = guests, !(1...100_000).contains(g) { throw UsageError(message: "--guests must be 1…100000") }
-            let scenario = guests.map { Scenario.generated(count: $0) } ?? Scenario.demo()
+            var scenario = guests.map { Scenario.generated(count: $0) } ?? Scenario.demo()
+            if guests == nil {
+                // Real bytes for the built-in scenario: a PBS datastore and disk images (16 MiB each)
+                // next to the state file, so VM copies are kept up to date by delta restores.
+                let dir = (statePath as NSString).deletingLastPathComponent
+                scenario.datastoreDirectory = dir + "/datastore"
+                scenario.imageDirectory = dir + "/images"
+            }
             let simClock = AcceleratedClock(speed: speed)
             let clock = simClock  // the engine and the simulator share one accelerated clock
             let simulator = PVESimulator(scenario: scenario, clock: simClock)

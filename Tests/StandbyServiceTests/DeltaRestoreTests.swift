@@ -102,6 +102,8 @@ struct DeltaRestoreTests {
         #expect(marker.volid.description == h.volid && marker.rewriting == nil)
         #expect(try rig.store.openDeltas().isEmpty)
         await rig.once()  // a pass with nothing to do refreshes the guest's view
+        #expect(try rig.store.history(Self.key, limit: 10).filter { $0.volid == h.volid }.count == 1,
+                "the copy's new marker is seen: the same backup is not restored again")
         let doc = String(decoding: StatusDocument(rig.runtime.reconciler.snapshot, now: rig.clock.now()).json(), as: UTF8.self)
         #expect(doc.contains("\"mode\":\"delta\"") && doc.contains("\"chunks_changed\":\(changed)"))
         let metrics = String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self)
@@ -334,6 +336,23 @@ struct DeltaRestoreTests {
         #expect(h.outcome == .failure && (h.error ?? "").contains("not run again"), "\(h)")
         #expect(try Self.sha(copy, bytes: 24 << 20) == before, "nothing written")
         #expect(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description)?.rewriting == to)
+    }
+
+    /// A failed PVE restore leaves a config without our marker (§3.1 step 3): the next restore
+    /// over it is a full one, `no_copy`.
+    @Test func leftoverOfAFailedRestoreFallsBackAsNoCopy() async throws {
+        let (rig, dir) = try Self.rig()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        #expect(rig.simulator.adminStart(vmid: 101) && rig.simulator.adminStop(vmid: 101))  // not a delta: touched
+        rig.simulator.setRestoreFails(101, true)
+        await rig.once()
+        #expect(try Self.last(rig).outcome == .failure)
+        rig.simulator.setRestoreFails(101, false)
+        rig.clock.advance(by: 120)
+        await rig.once()
+        let h = try Self.last(rig)
+        #expect(h.outcome == .success && h.fallbackReason == "no_copy", "\(h)")
     }
 }
 

@@ -61,7 +61,7 @@ struct DeltaEligibility: Sendable {
         }
         guard let marker = Marker.parse(config.description), marker.targetVmid == action.targetVmid,
               marker.volid.storage == action.volid.storage, marker.volid.type == .vm, marker.volid.vmid == action.volid.vmid else {
-            return .fallback(.oldIndexMissing, "the copy's marker names no backup of this guest")
+            return .fallback(.noCopy, "the target's marker names no backup of this guest (left by a failed restore?)")
         }
         // A marker left `rewriting` without an open record (which the executor runs first): the
         // copy's content is not known to be either backup.

@@ -107,6 +107,7 @@ struct DeltaExecutor: RestoreExecutor {
         do {
             try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: job.config.description, with: marker),
                                               digest: job.config.digest)
+            c.observer.invalidate(vmid)
         } catch {
             c.writer.persist("end of delta \(historyID)") { try $0.endDelta(historyID) }
             return .skipped("delta not started: the copy's marker could not be set (\(error))")
@@ -175,6 +176,7 @@ struct DeltaExecutor: RestoreExecutor {
         let info = Marker.Info(volid: to, targetVmid: vmid, restoredAt: since, vmgenid: cfg.raw["vmgenid"])
         do {
             try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest)
+            c.observer.invalidate(vmid)
         } catch {
             return .failure(reason: .apiError, message: "delta written, but the marker could not be updated (\(error)); it is run again")
         }
@@ -202,6 +204,7 @@ struct DeltaExecutor: RestoreExecutor {
             guard case .success = try await TaskFollower(context: c).follow(upid) else {
                 throw ProxmoxError.transient(path: "rollback", message: "the rollback task failed")
             }
+            c.observer.invalidate(vmid)
         } catch {
             return .failure(reason: .deltaError, message: "\(message); the rollback to \(snapshot) failed too (\(error)): the copy is not startable")
         }
@@ -220,6 +223,7 @@ struct DeltaExecutor: RestoreExecutor {
             if let genid = cfg.raw["vmgenid"] { info.vmgenid = genid }
             do {
                 try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest)
+                c.observer.invalidate(vmid)
             } catch { return }
             if let genid = cfg.raw["vmgenid"] {
                 c.writer.persist("vmgenid of \(vmid)") { try $0.update(GuestKey(source: record.source, vmid: record.vmid), targetVmid: vmid) { $0.vmgenid = genid } }

@@ -88,6 +88,13 @@ extension PVESimulator {
         admin { s, _ in self.setConfig(&s, vmid: vmid) { $0.description = description } } == nil
     }
 
+    /// Sets (nil: deletes) any other config key of a guest like a config PUT (§5.3), e.g. a
+    /// second disk `scsi1` added by hand; as ``adminSetTags(vmid:tags:)``.
+    @discardableResult
+    public func adminSetConfig(vmid: Int, key: String, _ value: String?) -> Bool {
+        admin { s, _ in self.setConfig(&s, vmid: vmid) { $0.extraConfig[key] = value } } == nil
+    }
+
     /// Rolls a guest on this node back to a snapshot (task `qmrollback`/`vzrollback`, id = vmid
     /// [unverified: task type names]): a VM gets a new `vmgenid` [unverified: the reference states
     /// it for restores, §3.1 step 2]; the guest is stopped (rollback stops it first, and a

@@ -20,9 +20,11 @@ struct DeltaRestoreTests {
 
     /// A rig whose simulator writes a real datastore and real images under a temporary directory.
     static func rig(storageType: String = "lvmthin", imageBytes: Int64 = 24 << 20 + 123, changeRate: Double = 0.5,
-                    withoutSnapshot: Bool = false, type: GuestType = .vm, configure: (inout StandbyConfig) -> Void = { _ in }) throws -> (Rig, String) {
+                    withoutSnapshot: Bool = false, type: GuestType = .vm, disks: Int = 1,
+                    configure: (inout StandbyConfig) -> Void = { _ in }) throws -> (Rig, String) {
         let dir = NSTemporaryDirectory() + "delta-rig-\(UUID().uuidString)"
-        var s = Rig.scenario(backedUp: [.init(vmid: 101, type: type, name: "web1", storage: "pbs-prod", disks: [4 * Rig.gib], interval: 3600, history: 1)])
+        var s = Rig.scenario(backedUp: [.init(vmid: 101, type: type, name: "web1", storage: "pbs-prod", disks: Array(repeating: 4 * Rig.gib, count: disks),
+                                              interval: 3600, history: 1)])
         s.targetStorages = [.init(id: "local-lvm", type: storageType, total: 4 << 40)]
         s.backedUp[0].imageBytes = [imageBytes]
         s.backedUp[0].changeRate = changeRate
@@ -49,17 +51,17 @@ struct DeltaRestoreTests {
     }
 
     /// The image a full restore of `volid` writes (the datastore tool's restore, same code as PVE's stand-in).
-    static func fullImage(_ dir: String, _ volid: String) throws -> (path: String, size: Int) {
+    static func fullImage(_ dir: String, _ volid: String, disk: Int = 0) throws -> (path: String, size: Int) {
         let v = try #require(Volid(parsing: volid))
         let ds = try Datastore(path: dir + "/ds")
-        let index = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: v.snapshot), archive: "drive-scsi0.img.fidx")
-        let out = dir + "/full-\(v.backupTime).img"
+        let index = try ds.openFixedIndex(snapshot: try SnapshotRef(parsing: v.snapshot), archive: "drive-scsi\(disk).img.fidx")
+        let out = dir + "/full-\(v.backupTime)-\(disk).img"
         try ImageWriter(source: ds.chunks).restore(index, target: out, overwrite: true)
         return (out, Int(index.size))
     }
 
-    static func copyPath(_ rig: Rig) async throws -> String {
-        let info = try await rig.runtime.client.volumeInfo(node: rig.config.proxmox.node, volume: "local-lvm:vm-101-disk-0")
+    static func copyPath(_ rig: Rig, disk: Int = 0) async throws -> String {
+        let info = try await rig.runtime.client.volumeInfo(node: rig.config.proxmox.node, volume: "local-lvm:vm-101-disk-\(disk)")
         return try #require(info.path)
     }
 
@@ -121,7 +123,8 @@ struct DeltaRestoreTests {
 
     /// Each fallback reason the engine can meet here: PVE restores in full, the reason is kept
     /// and counted, and the copy is then equal to the new backup.
-    @Test(arguments: ["touched_since_restore", "copy_modified", "no_snapshot", "old_index_missing", "chunk_missing", "config_changed", "no_datastore"])
+    @Test(arguments: ["touched_since_restore", "copy_modified", "no_snapshot", "old_index_missing", "chunk_missing", "config_changed", "no_datastore",
+                      "layout_changed", "not_raw", "encrypted"])
     func fallbackRestoresInFull(reason: String) async throws {
         let (rig, dir) = try Self.rig(storageType: reason == "no_snapshot" ? "dir" : "lvmthin")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -158,13 +161,25 @@ struct DeltaRestoreTests {
             let blob = dir + "/ds/" + v.snapshot + "/qemu-server.conf.blob"
             let text = (try #require(BackupConfigText.read(blob))) + "\nmemory: 8192\n"
             try Data(DataBlob.encodeUncompressed(Array(text.utf8))).write(to: URL(fileURLWithPath: blob))
+        case "layout_changed":
+            // A disk added to the copy by hand: the copy's disks no longer match the archives.
+            #expect(rig.simulator.adminSetConfig(vmid: 101, key: "scsi1", "local-lvm:vm-101-disk-1,size=1G"))
+        case "not_raw":
+            try FileManager.default.removeItem(atPath: copy)  // e.g. an inactive LV: no device to open
+        case "encrypted":
+            // The new snapshot's manifest says its disk archive is encrypted.
+            let path = dir + "/ds/" + v.snapshot + "/index.json.blob"
+            let json = try #require(BackupConfigText.read(path)).replacingOccurrences(of: #""crypt-mode"\s*:\s*"none""#, with: #""crypt-mode": "encrypt""#,
+                                                                                      options: .regularExpression)
+            #expect(json.contains("encrypt"))
+            try Data(DataBlob.encodeUncompressed(Array(json.utf8))).write(to: URL(fileURLWithPath: path))
         case "no_datastore":
             try FileManager.default.moveItem(atPath: dir + "/ds/.chunks", toPath: dir + "/chunks-elsewhere")
         default: break
         }
         await rig.once()
         let h = try Self.last(rig)
-        if reason == "chunk_missing" || reason == "no_datastore" {
+        if reason == "chunk_missing" || reason == "no_datastore" || reason == "encrypted" {
             // PVE's full restore reads the same datastore here: the simulator's task fails too.
             #expect(h.fallbackReason == nil || h.fallbackReason == reason)
         } else {
@@ -353,6 +368,21 @@ struct DeltaRestoreTests {
         await rig.once()
         let h = try Self.last(rig)
         #expect(h.outcome == .success && h.fallbackReason == "no_copy", "\(h)")
+    }
+
+    /// Two disks of different sizes: both written by their own `datastore apply`, both equal to a
+    /// full restore of the new backup; the chunk counts add up over the disks.
+    @Test func twoDisksInOneDelta() async throws {
+        let (rig, dir) = try Self.rig(disks: 2)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        await rig.once()
+        let h = try Self.last(rig)
+        #expect(h.mode == "delta" && h.chunksTotal == 14, "\(h)")
+        for disk in 0..<2 {
+            let (full, size) = try Self.fullImage(dir, h.volid, disk: disk)
+            #expect(try Self.sha(try await Self.copyPath(rig, disk: disk), bytes: size) == Self.sha(full, bytes: size), "disk \(disk)")
+        }
     }
 }
 

@@ -89,7 +89,8 @@ public final class Reconciler: Service, Sendable {
                                 writer: StateWriter(store: store, clock: clock, logger: logger, events: queue), events: queue, sink: events)
         let full = PVETaskExecutor(context: context)
         let stateDir = (config.statePath as NSString).deletingLastPathComponent
-        let writer = DeltaWriter(executable: executable ?? Self.ownExecutable,
+        // PBS_STANDBY_DELTA_EXECUTABLE: another pbs-standby (or a wrapper of it) for the disk writes.
+        let writer = DeltaWriter(executable: executable ?? ProcessInfo.processInfo.environment["PBS_STANDBY_DELTA_EXECUTABLE"] ?? Self.ownExecutable,
                                  systemdRun: config.restore.deltaDetach ? config.proxmox.systemdRunPath : nil,
                                  directory: ((stateDir.isEmpty ? "." : stateDir) as NSString).appendingPathComponent("delta-runs"))
         delta = DeltaExecutor(context: context, full: full, writer: writer, keeper: IndexKeeper(statePath: config.statePath))

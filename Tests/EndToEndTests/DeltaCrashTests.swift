@@ -112,5 +112,14 @@ struct DeltaCrashTests {
         let copied = try copy.read(upToCount: 33_554_432) ?? Data()
         try copy.close()
         #expect(copied == (try Data(contentsOf: URL(fileURLWithPath: fullImage))), "the copy holds the new backup byte for byte")
+        // `pbs-standby verify` agrees, then finds a byte changed in the copy.
+        let (vrc, vout, verr) = try run(["verify", "300", "--config.file", config])
+        #expect(vrc == 0 && vout.contains("8 chunks, ok"), "\(vout)\(verr)")
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: root + "/images/local-lvm/vm-300-disk-0.raw"))
+        try h.seek(toOffset: 3 * (4 << 20))
+        h.write(Data([1, 2, 3]))
+        try h.close()
+        let (brc, bout, _) = try run(["verify", "300", "--config.file", config])
+        #expect(brc == 1 && bout.contains("MISMATCH in 1 chunks: 3"), "\(bout)")
     }
 }

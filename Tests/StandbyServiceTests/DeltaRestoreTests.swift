@@ -384,6 +384,24 @@ struct DeltaRestoreTests {
             #expect(try Self.sha(try await Self.copyPath(rig, disk: disk), bytes: size) == Self.sha(full, bytes: size), "disk \(disk)")
         }
     }
+
+    /// `pbs-standby verify`'s check: every chunk of the copy against the backup its marker names —
+    /// all match after a delta; a byte changed in the copy is found at its chunk.
+    @Test func verifyFindsAChangedChunk() async throws {
+        let (rig, dir) = try Self.rig()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        await rig.once()
+        let verifier = CopyVerifier(operations: rig.operations)
+        let good = await verifier.verify(Self.key)
+        #expect(good.matches, "\(good)")
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: try await Self.copyPath(rig)))
+        try h.seek(toOffset: 5 * (4 << 20) + 17)
+        h.write(Data([0x42, 0x43]))
+        try h.close()
+        guard case .compared(let volid, 101, let disks) = await verifier.verify(Self.key) else { Issue.record("not compared"); return }
+        #expect(volid == (try Self.last(rig).volid) && disks.map(\.mismatches) == [[5]] && disks.first?.chunks == 7)
+    }
 }
 
 /// Reads a config blob as text (the test's own reader of the simulator's datastore).

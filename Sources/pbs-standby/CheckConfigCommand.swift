@@ -37,6 +37,8 @@ struct CheckConfigCommand: AsyncParsableCommand {
             // storages (reference §3.1, §3.2, §13.1, §13.4; StandbyService/RestoreProbe.swift).
             let client = ProxmoxClient(transport: try makeTransport(config))
             let node = config.proxmox.node
+            // The state file, when there is one, tells our own tasks from others' (delta checks).
+            let store = FileManager.default.fileExists(atPath: config.statePath) ? try? openStoreShared(config) : nil
             var permissions: PVEPermissionMap?
             if config.proxmox.transport == .pvesh {
                 print("probe: pvesh runs as root@pam: no privilege can be missing")
@@ -80,6 +82,12 @@ struct CheckConfigCommand: AsyncParsableCommand {
                     }
                     let reasons = RestoreProbe.refusals(volid: probed.volid, config: text, settings: s, pool: src.pool, context: context)
                     for r in reasons { print("    would be refused: \(r)") }
+                    if probed.volid.type == .vm {
+                        let copyExists = context.guests?.contains { $0.vmid == s.targetVmid && $0.node == node } ?? false
+                        let line = await DeltaProbe.explain(config: config, client: client, store: store, source: src, vmid: vmid,
+                                                            backup: probed, copyExists: copyExists)
+                        print("    next restore: \(line)")
+                    }
                     if !reasons.isEmpty { refused += 1 }
                 }
             }

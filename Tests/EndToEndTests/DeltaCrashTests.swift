@@ -69,6 +69,7 @@ struct DeltaCrashTests {
             return (o["history"] as? [[String: Any]]) ?? []
         }
         let first = try startService()
+        defer { if first.isRunning { first.terminate(); first.waitUntilExit() } }
         // The first copy: PVE's full restore (simulated time must run for its task to end).
         sim.startTicking(step: 30)
         var full = false
@@ -121,5 +122,8 @@ struct DeltaCrashTests {
         try h.close()
         let (brc, bout, _) = try run(["verify", "300", "--config.file", config])
         #expect(brc == 1 && bout.contains("MISMATCH in 1 chunks: 3"), "\(bout)")
+        // `check-config --probe` says the next restore of that changed copy would be a full one, and why.
+        let (prc, pout, perr) = try run(["check-config", "--probe", "--config.file", config])
+        #expect(prc == 0 && pout.contains("next restore: full (copy_modified): local-lvm:vm-300-disk-0: chunk 3"), "\(pout)\(perr)")
     }
 }

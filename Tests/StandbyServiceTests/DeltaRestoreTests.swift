@@ -402,6 +402,25 @@ struct DeltaRestoreTests {
         guard case .compared(let volid, 101, let disks) = await verifier.verify(Self.key) else { Issue.record("not compared"); return }
         #expect(volid == (try Self.last(rig).volid) && disks.map(\.mismatches) == [[5]] && disks.first?.chunks == 7)
     }
+
+    /// `check-config --probe`'s line per guest: a delta with its changed chunks, or full and why.
+    @Test func probeSaysDeltaOrFullAndWhy() async throws {
+        let (rig, dir) = try Self.rig()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try #require(rig.config.sources.first)
+        func explain(copy: Bool = true) async throws -> String {
+            let backups = try await rig.runtime.client.backups(node: rig.config.proxmox.node, storage: "pbs-prod", vmid: 101)
+            let newest = try #require(backups.filter(\.isComplete).max { $0.volid.backupTime < $1.volid.backupTime })
+            return await DeltaProbe.explain(config: rig.config, client: rig.runtime.client, store: rig.store, source: source, vmid: 101,
+                                            backup: newest, copyExists: copy)
+        }
+        #expect(try await explain(copy: false).hasPrefix("full: first copy"))
+        try await Self.copyThenNewBackup(rig)
+        let delta = try await explain()
+        #expect(delta.hasPrefix("delta: ") && delta.contains("of 7 chunks changed"), "\(delta)")
+        #expect(rig.simulator.adminStart(vmid: 101) && rig.simulator.adminStop(vmid: 101))
+        #expect(try await explain().hasPrefix("full (touched_since_restore): task qm"))
+    }
 }
 
 /// Reads a config blob as text (the test's own reader of the simulator's datastore).

@@ -2,6 +2,7 @@ import Foundation
 import PBSDatastore
 import ProxmoxAPI
 import StandbyCore
+import StandbyStore
 
 #if canImport(Glibc)
 import Glibc
@@ -36,8 +37,22 @@ struct DeltaJob: Sendable {
 /// Decides whether a restore over a copy can be a delta (issue 15, "Eligibility"), checking the
 /// cheap and certain things first. Every "no" names a ``DeltaFallback`` and says why.
 struct DeltaEligibility: Sendable {
-    let context: EngineContext
+    let client: ProxmoxClient
+    let node: String
+    /// The state file: our restore and snapshot tasks are not "touched" (nil: every task counts).
+    let store: StateStore?
     let keeper: IndexKeeper
+
+    init(context: EngineContext, keeper: IndexKeeper) {
+        self.init(client: context.client, node: context.node, store: context.store, keeper: keeper)
+    }
+
+    init(client: ProxmoxClient, node: String, store: StateStore?, keeper: IndexKeeper) {
+        self.client = client
+        self.node = node
+        self.store = store
+        self.keeper = keeper
+    }
 
     enum Verdict: Sendable {
         case eligible(DeltaJob)
@@ -49,14 +64,13 @@ struct DeltaEligibility: Sendable {
     static let snapshotStorageTypes: Set<String> = ["lvmthin", "zfspool", "rbd"]
 
     func check(_ action: RestoreAction, source: StandbyConfig.Source) async -> Verdict {
-        let c = context
         guard action.type == .vm else { return .fallback(.notVM, "a container's archives are dynamic indexes (.didx)") }
         guard let dsPath = source.datastorePath else { return .fallback(.noDatastore, "no datastore_path for source \(source.storage)") }
         let datastore: Datastore
         do { datastore = try Datastore(path: dsPath) } catch { return .fallback(.noDatastore, "\(error)") }
         if action.backup.encrypted != nil { return .fallback(.encrypted, "\(action.volid) is encrypted") }
         let config: GuestConfig
-        do { config = try await c.client.guestConfig(node: c.node, type: .vm, vmid: action.targetVmid) } catch {
+        do { config = try await client.guestConfig(node: node, type: .vm, vmid: action.targetVmid) } catch {
             return .fallback(.touchedSinceRestore, "the copy's config cannot be read: \(error)")
         }
         guard let marker = Marker.parse(config.description), marker.targetVmid == action.targetVmid,
@@ -85,7 +99,7 @@ struct DeltaEligibility: Sendable {
             return .fallback(.layoutChanged, "the copy's disks (\(drives.keys.sorted().joined(separator: ", "))) do not match the archives of \(toSnap) (\(archives.joined(separator: ", ")))")
         }
         let storages: [StorageInfo]
-        do { storages = try await c.client.storages(node: c.node) } catch {
+        do { storages = try await client.storages(node: node) } catch {
             return .fallback(.noSnapshot, "the node's storages cannot be read to know whether the copy can be snapshotted: \(error)")
         }
         var disks: [DeltaJob.Disk] = [], snapshots = true
@@ -109,7 +123,7 @@ struct DeltaEligibility: Sendable {
                 return .fallback(.layoutChanged, "\(archive): \(old.size) bytes in \(from), \(new.size) in \(to)")
             }
             let info: VolumeInfo
-            do { info = try await c.client.volumeInfo(node: c.node, volume: volume) } catch {
+            do { info = try await client.volumeInfo(node: node, volume: volume) } catch {
                 return .fallback(.notRaw, "\(volume): \(error)")
             }
             guard info.format == "raw", let path = info.path else {
@@ -170,11 +184,10 @@ struct DeltaEligibility: Sendable {
     /// A task on the copy's VMID since its restore (or last delta) began that is not ours — or
     /// a start, ours too, since a guest that ran has written its disks. nil when none.
     func touchingTask(_ vmid: Int, since restoredAt: String?) async -> String? {
-        let c = context
         guard let since = restoredAt.flatMap(Volid.parseTime) else { return "the copy's marker has no restore time" }
         let tasks: [TaskSummary]
-        do { tasks = try await c.client.tasks(node: c.node, vmid: vmid, limit: 200) } catch { return "the task list cannot be read: \(error)" }
-        let ours = ((try? c.store.restoreUPIDs(targetVmid: vmid)) ?? []).union((try? c.store.ourTasks(targetVmid: vmid)) ?? [])
+        do { tasks = try await client.tasks(node: node, vmid: vmid, limit: 200) } catch { return "the task list cannot be read: \(error)" }
+        let ours = ((try? store?.restoreUPIDs(targetVmid: vmid)) ?? []).union((try? store?.ourTasks(targetVmid: vmid)) ?? [])
         for t in tasks where t.upid.startTime >= since - 1 && t.upid.id == String(vmid) {
             let starts = ["qmstart", "hastart", "qmresume"].contains(t.upid.type)
             if starts || !ours.contains(t.upid.description) { return "task \(t.upid.type) (\(t.upid)) ran on \(vmid) after its restore" }

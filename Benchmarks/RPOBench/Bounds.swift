@@ -18,8 +18,12 @@ enum Bounds {
     /// Σ T_g/2 under that constraint (Lagrange: T_g = max(L_g, √(2λ r_g)), λ by bisection) gives the
     /// best mean age any policy can reach with this capacity.
     static func capacityAware(_ w: Workload) -> Double {
-        let r = w.guests.map { Double($0.size) / w.workerBytesPerSecond }
-        let b = w.guests.map { Double($0.size) / w.backupBytesPerSecond }
+        capacityAware(w, restore: w.guests.map { Double($0.size) / w.workerBytesPerSecond }, backup: w.guests.map { Double($0.size) / w.backupBytesPerSecond })
+    }
+
+    /// ``capacityAware(_:)`` with given restore and backup seconds per guest (workload d: deltas,
+    /// backups of changed bytes).
+    static func capacityAware(_ w: Workload, restore r: [Double], backup b: [Double]) -> Double {
         let low = zip(w.guests, r).map { max($0.interval, $1) }
         func periods(_ lambda: Double) -> [Double] { zip(low, r).map { max($0, (2 * lambda * $1).squareRoot()) } }
         func load(_ t: [Double]) -> Double { zip(r, t).map { $0 / $1 }.reduce(0, +) }

@@ -10,11 +10,12 @@ import StandbyStore
 /// Runs the real reconciler (planner, scheduling policy, queue, workers following PVE tasks)
 /// against the in-process simulator on a discrete-event clock.
 func runReconciler(_ w: Workload, policyName: String, policy: @escaping @Sendable ([RestoreCandidate]) -> [RestoreCandidate],
-                   listingMax: Int64, start: Double, warmup: Double, days: Double) async throws -> Result {
+                   listingMax: Int64, start: Double, warmup: Double, days: Double, scenario: Scenario? = nil, delta: Bool = false,
+                   bounds: (lower: Double, cap: Double)? = nil) async throws -> Result {
     let wallStart = Date()
     let manual = ManualClock(start: start)
     let clock = SteppedClock(manual)
-    let sim = PVESimulator(scenario: w.scenario(), clock: manual)
+    let sim = PVESimulator(scenario: scenario ?? w.scenario(), clock: manual)
     var config = StandbyConfig()
     config.proxmox.node = sim.scenario.node
     config.statePath = ":memory:"
@@ -24,6 +25,7 @@ func runReconciler(_ w: Workload, policyName: String, policy: @escaping @Sendabl
     config.restore.taskTimeout = .seconds(30 * 86400)
     var source = StandbyConfig.Source(storage: "pbs")
     source.targetStorage = "lvm"
+    source.delta = delta ? .auto : .off
     config.sources = [source]
     for g in w.guests where g.priority != 0 || g.rpoTarget != nil {
         config.guests[g.vmid] = .init(priority: g.priority, rpoTarget: g.rpoTarget.map { .seconds(Int64($0)) })
@@ -31,8 +33,15 @@ func runReconciler(_ w: Workload, policyName: String, policy: @escaping @Sendabl
     var logger = Logger(label: "rpo-bench")
     logger.logLevel = .critical
     let store = try StateStore()
+    // Workload d's deltas: the modelled executor (WorkloadD.swift) in place of the real one.
+    var overrides: [ExecutorKind: any RestoreExecutor] = [:]
+    if delta {
+        overrides[.delta] = ModelledDeltaExecutor(client: ProxmoxClient(transport: InProcessTransport(simulator: sim)), clock: clock,
+                                                  node: sim.scenario.node, intervals: Dictionary(uniqueKeysWithValues: w.guests.map { ($0.vmid, $0.interval) }),
+                                                  bytesPerSecond: w.workerBytesPerSecond)
+    }
     let rt = StandbyRuntime(config: config, transport: InProcessTransport(simulator: sim), store: store, clock: clock,
-                            logger: logger, schedulingPolicy: policy)
+                            logger: logger, schedulingPolicy: policy, executorOverrides: overrides)
     let end = start + warmup + days * 86400
     var recorder = AgeRecorder(measureStart: start + warmup)
     let priority = Set(w.guests.filter { $0.priority > 0 }.map(\.vmid))
@@ -50,7 +59,8 @@ func runReconciler(_ w: Workload, policyName: String, policy: @escaping @Sendabl
     let history = try store.allHistory()
     let successes = history.filter { $0.result == "success" }
     var result = Result(workload: w.name, policy: policyName, recorder: recorder, restores: history.count, redundant: 0,
-                        bytes: successes.map { Double($0.bytes) }.reduce(0, +), lower: Bounds.lower(w), cap: Bounds.capacityAware(w),
+                        bytes: successes.map { Double($0.bytesWritten ?? $0.bytes) }.reduce(0, +),
+                        lower: bounds?.lower ?? Bounds.lower(w), cap: bounds?.cap ?? Bounds.capacityAware(w),
                         wall: Date().timeIntervalSince(wallStart))
     result.listingsPerHour = Double(reconciler.snapshot.sources.first?.listings ?? 0) / ((end - start) / 3600)
     return result

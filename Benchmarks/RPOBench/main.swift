@@ -17,7 +17,7 @@ while let a = args.popFirst() {
     case "--workload": only = Set((args.popFirst() ?? "").split(separator: ",").map(String.init))
     case "--listing-max": listingMax = Int64(args.popFirst() ?? "") ?? listingMax
     default:
-        FileHandle.standardError.write(Data("usage: rpo-bench [--quick] [--csv FILE] [--workload a,b,c] [--listing-max SECONDS]\n".utf8))
+        FileHandle.standardError.write(Data("usage: rpo-bench [--quick] [--csv FILE] [--workload a,b,c,d] [--listing-max SECONDS]\n".utf8))
         exit(2)
     }
 }
@@ -25,9 +25,21 @@ while let a = args.popFirst() {
 let start = 1_795_000_000.0
 let warmup = 86400.0
 let days = quick ? 0.5 : 7.0
-let workloads = [Workload.a(), Workload.b(), Workload.c()].filter { only?.contains($0.name) ?? true }
+let workloads = [Workload.a(), Workload.b(), Workload.c(), DeltaWorkload.workload()].filter { only?.contains($0.name) ?? true }
 var results: [Result] = []
-for w in workloads {
+for w in workloads where w.name == "d" {
+    // Full-only (PVE's restore of 500 GiB) against delta restores, each ÷ its own lower bound.
+    let scenario = DeltaWorkload.scenario(w, start: start)
+    let backup = w.guests.map { DeltaWorkload.backupSeconds($0, w) }
+    let fullBounds = (DeltaWorkload.lowerFull(w), Bounds.capacityAware(w, restore: w.guests.map { Double($0.size) / w.workerBytesPerSecond }, backup: backup))
+    let deltaBounds = (DeltaWorkload.lowerDelta(w), Bounds.capacityAware(w, restore: w.guests.map {
+        DeltaWorkload.changeRate * Double($0.size) / w.workerBytesPerSecond + DeltaWorkload.deltaOverhead }, backup: backup))
+    results.append(try await runReconciler(w, policyName: "full-only", policy: SchedulingPolicy.order, listingMax: listingMax, start: start,
+                                           warmup: warmup, days: days, scenario: scenario, delta: false, bounds: fullBounds))
+    results.append(try await runReconciler(w, policyName: "delta", policy: SchedulingPolicy.order, listingMax: listingMax, start: start,
+                                           warmup: warmup, days: days, scenario: scenario, delta: true, bounds: deltaBounds))
+}
+for w in workloads where w.name != "d" {
     results.append(runOldScript(w, start: start, warmup: warmup, days: days))
     results.append(try await runReconciler(w, policyName: "fifo", policy: fifoPolicy, listingMax: listingMax, start: start, warmup: warmup, days: days))
     results.append(try await runReconciler(w, policyName: "pbs-standby", policy: SchedulingPolicy.order, listingMax: listingMax, start: start, warmup: warmup, days: days))

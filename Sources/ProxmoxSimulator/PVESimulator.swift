@@ -408,7 +408,7 @@ public final class PVESimulator: Sendable {
         var out: [BackupEntry] = []
         for g in scenario.backedUp where g.storage == storage {
             for t in backupTimes(g, now: now) {
-                let duration = Double(g.size) / scenario.backupBytesPerSecond
+                let duration = scenario.backupDuration(g)
                 let complete = now >= Double(t) + duration
                 let volid = Volid(storage: storage, type: g.type, vmid: g.vmid, backupTime: t)
                 out.append(BackupEntry(volid: volid, ctime: t, size: complete ? Self.backupSize(g) : 1,
@@ -444,7 +444,7 @@ public final class PVESimulator: Sendable {
             t += g.interval
         }
         // keep-last: the newest `keepLast` complete ones plus a running one.
-        let duration = Double(g.size) / scenario.backupBytesPerSecond
+        let duration = scenario.backupDuration(g)
         let complete = times.filter { now >= Double($0) + duration }
         let running = times.filter { now < Double($0) + duration }
         return Array(complete.suffix(scenario.keepLast)) + running
@@ -471,7 +471,7 @@ public final class PVESimulator: Sendable {
     private func nextListingChange(storage: String, now: Double) -> Double {
         var next = Double.infinity
         for g in scenario.backedUp where g.storage == storage && g.interval > 0 {
-            let duration = Double(g.size) / scenario.backupBytesPerSecond
+            let duration = scenario.backupDuration(g)
             var t = ((now - g.offset) / g.interval).rounded(.down) * g.interval + g.offset
             // Completions of backups that started up to `duration` ago, then the next start.
             while t <= now + g.interval {

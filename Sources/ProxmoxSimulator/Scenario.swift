@@ -89,6 +89,10 @@ public struct Scenario: Sendable {
         /// The fraction of 4 MiB chunks each backup gives new content (`change_rate`, default 0.02;
         /// at least one chunk per backup when above 0, see SimulatorImages.swift).
         public var changeRate: Double = 0.02
+        /// Seconds a backup of this guest takes (`backup_seconds`); nil: its size ÷ `backup_mib_per_s`.
+        /// (An incremental backup with PBS dirty bitmaps reads only what changed: rpo-bench's
+        /// workload d sets changed bytes ÷ 500 MiB/s + 30 s.)
+        public var backupSeconds: Double? = nil
 
         public init(vmid: Int, type: GuestType, name: String, storage: String, disks: [Int64], interval: Double,
                     offset: Double = 0, verification: String? = "ok", history: Int = 2, restoreFails: Bool = false,
@@ -209,6 +213,9 @@ public struct Scenario: Sendable {
     public var imageDirectory: String?
 
     public init() {}
+
+    /// How long a backup of `g` runs (listed with size 1 meanwhile).
+    public func backupDuration(_ g: BackedUpGuest) -> Double { g.backupSeconds ?? Double(g.size) / backupBytesPerSecond }
 }
 
 extension Scenario {
@@ -318,6 +325,10 @@ extension Scenario {
         if let rate = try m.double("change_rate") {
             guard (0...1).contains(rate) else { throw m.error("change_rate", m.node("change_rate"), "must be from 0 to 1") }
             g.changeRate = rate
+        }
+        if let seconds = try m.double("backup_seconds") {
+            guard seconds >= 0 else { throw m.error("backup_seconds", m.node("backup_seconds"), "must not be negative") }
+            g.backupSeconds = seconds
         }
     }
 

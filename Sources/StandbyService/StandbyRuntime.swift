@@ -24,12 +24,13 @@ public struct StandbyRuntime: Sendable {
     public init(config: StandbyConfig, transport: any ProxmoxTransport, store: StateStore, clock: any EngineClock,
                 logger: Logger = Logger(label: "pbs-standby.engine"),
                 schedulingPolicy: @escaping @Sendable ([RestoreCandidate]) -> [RestoreCandidate] = SchedulingPolicy.order,
-                executable: String? = nil) {
+                executable: String? = nil, executorOverrides: [ExecutorKind: any RestoreExecutor] = [:]) {
         let registry = PrometheusCollectorRegistry()
         let catalogue = MetricCatalogue(registry: registry)
         let client = ProxmoxClient(transport: transport)
         let reconciler = Reconciler(config: config, client: client, store: store, clock: clock, logger: logger, events: catalogue,
-                                    schedulingPolicy: schedulingPolicy, executable: executable)
+                                    schedulingPolicy: schedulingPolicy, executable: executable,
+                                    executorOverrides: executorOverrides)
         self.metrics = MetricsEndpoint(registry: registry, beforeRender: { [reconciler] in
             catalogue.update(from: reconciler.snapshot, now: clock.now())
         }, append: { [reconciler] buffer in

@@ -79,6 +79,7 @@ extension Reconciler {
         let outcome = await executor.restore(action, historyID: historyID, started: started,
                                              run: RestoreRun(key: key, events: c.events, giveUp: giveUp,
                                                              expectedSeconds: Double(max(0, action.backup.size)) / throughput))
+        c.observer.invalidate(action.targetVmid)  // whatever the executor did, the next pass reads the copy afresh
         let end = recorder.record(outcome, action: action, historyID: historyID, started: started, meta: meta)
         await finish(action, outcome: outcome, end: end, giveUp: giveUp, meta: meta)
     }

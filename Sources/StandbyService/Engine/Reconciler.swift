@@ -79,7 +79,7 @@ public final class Reconciler: Service, Sendable {
     public init(config: StandbyConfig, client: ProxmoxClient, store: StateStore, clock: any EngineClock,
                 logger: Logger = Logger(label: "pbs-standby.engine"), events: (any RestoreEventSink)? = nil,
                 schedulingPolicy: @escaping @Sendable ([RestoreCandidate]) -> [RestoreCandidate] = SchedulingPolicy.order,
-                executable: String? = nil) {
+                executable: String? = nil, executorOverrides: [ExecutorKind: any RestoreExecutor] = [:]) {
         self.config = config
         self.schedulingPolicy = schedulingPolicy
         let queue = EventQueue()
@@ -94,7 +94,7 @@ public final class Reconciler: Service, Sendable {
                                  systemdRun: config.restore.deltaDetach ? config.proxmox.systemdRunPath : nil,
                                  directory: ((stateDir.isEmpty ? "." : stateDir) as NSString).appendingPathComponent("delta-runs"))
         delta = DeltaExecutor(context: context, full: full, writer: writer, keeper: IndexKeeper(statePath: config.statePath))
-        executors = [.pveTask: full, .delta: delta]
+        executors = [.pveTask: full, .delta: delta].merging(executorOverrides) { $1 }
         state = Mutex(LoopState())
         published = Mutex(.initial(version: pbsStandbyVersion, startedAt: clock.now(), workers: config.restore.workers))
     }

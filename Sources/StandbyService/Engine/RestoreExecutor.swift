@@ -3,10 +3,10 @@ import ProxmoxAPI
 import StandbyCore
 import StandbyStore
 
-/// How a restore is carried out: PVE's own restore task today (``PVETaskExecutor``), the delta
-/// writer next. The engine hands an executor a planned ``RestoreAction`` and records the
+/// How a restore is carried out: PVE's own restore task (``PVETaskExecutor``) or the delta writer
+/// (``DeltaExecutor``); the RPO benchmark models one. The engine hands an executor a planned ``RestoreAction`` and records the
 /// ``RestoreOutcome``; it does not know which executor ran.
-protocol RestoreExecutor: Sendable {
+public protocol RestoreExecutor: Sendable {
     /// Restores `action.backup` into `action.targetVmid` and says how it ended. The state file
     /// already records the restore as `historyID` (state is written before acting).
     func restore(_ action: RestoreAction, historyID: Int64, started: Double, run: RestoreRun) async -> RestoreOutcome
@@ -15,34 +15,46 @@ protocol RestoreExecutor: Sendable {
 }
 
 /// What an executor needs from the loop for one restore, and how it reports back.
-struct RestoreRun: Sendable {
-    let key: GuestKey
+public struct RestoreRun: Sendable {
+    /// The guest restored.
+    public let key: GuestKey
     let events: EventQueue
     /// `once`: stop following after PVE was unreachable this long (the task runs on).
-    let giveUp: Double?
+    public let giveUp: Double?
     /// Expected duration from the observed throughput (task polls are spaced by it).
-    let expectedSeconds: Double?
+    public let expectedSeconds: Double?
 
-    func progress(_ ratio: Double) { events.emit(.progress(key, ratio)) }
-    func upid(_ upid: UPID) { events.emit(.upid(key, upid)) }
+    /// Reports progress (0…1) to the guest's view.
+    public func progress(_ ratio: Double) { events.emit(.progress(key, ratio)) }
+    /// Reports the UPID of the restore's PVE task (recorded for re-attach).
+    public func upid(_ upid: UPID) { events.emit(.upid(key, upid)) }
 }
 
 /// Facts about a good copy that the record keeps.
-struct CopyFacts: Sendable, Equatable {
+public struct CopyFacts: Sendable, Equatable {
     /// N of `TASK WARNINGS: N` (success with warnings, e.g. raw `lxc.*` keys dropped, §13.1).
-    var warnings = 0
+    public var warnings = 0
     /// The VM's new `vmgenid`, written into its marker.
-    var vmgenid: String?
+    public var vmgenid: String?
     /// The backup's own `onboot` (restores pass `onboot=0`; `failover` puts it back).
-    var backupOnboot: Bool?
+    public var backupOnboot: Bool?
     /// A delta restore's mode, bytes and chunks (nil: PVE's full restore).
-    var delta: RestoreFacts?
+    public var delta: RestoreFacts?
     /// Why a delta was not possible (a full restore by the delta executor's fallback).
-    var fallbackReason: String?
+    public var fallbackReason: String?
+
+    /// Facts of a good copy.
+    public init(warnings: Int = 0, vmgenid: String? = nil, backupOnboot: Bool? = nil, delta: RestoreFacts? = nil, fallbackReason: String? = nil) {
+        self.warnings = warnings
+        self.vmgenid = vmgenid
+        self.backupOnboot = backupOnboot
+        self.delta = delta
+        self.fallbackReason = fallbackReason
+    }
 }
 
 /// How a restore ended.
-enum RestoreOutcome: Sendable {
+public enum RestoreOutcome: Sendable {
     /// A good copy: `TASK OK` (or `TASK WARNINGS: N`) and our marker for this backup and VMID.
     case success(CopyFacts)
     case failure(reason: FailureReason, message: String)

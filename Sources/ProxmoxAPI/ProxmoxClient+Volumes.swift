@@ -56,3 +56,26 @@ extension ProxmoxClient {
         try await setGuestConfig(node: node, type: .vm, vmid: vmid, description: description, digest: digest)
     }
 }
+
+/// A PBS storage as storage.cfg defines it (`GET /storage?type=pbs`).
+public struct PBSStorageConfig: Sendable, Equatable {
+    /// The storage id.
+    public var storage: String
+    /// The PBS host (`server`).
+    public var server: String
+    /// The datastore name on that PBS.
+    public var datastore: String
+    /// The namespace (`ns`), empty for the root.
+    public var namespace: String
+}
+
+extension ProxmoxClient {
+    /// `GET /storage?type=pbs` (pve-storage API2/Storage/Config.pm `index`; needs `Datastore.Audit`
+    /// or `Datastore.AllocateSpace` on each storage): server, datastore and namespace of each.
+    public func pbsStorageConfigs() async throws(ProxmoxError) -> [PBSStorageConfig] {
+        try await list("/storage", [("type", "pbs")]) { r throws(ProxmoxError) in
+            PBSStorageConfig(storage: try r.string("storage"), server: r.optionalString("server") ?? "",
+                             datastore: r.optionalString("datastore") ?? "", namespace: r.optionalString("namespace") ?? "")
+        }.filter { !$0.datastore.isEmpty }
+    }
+}

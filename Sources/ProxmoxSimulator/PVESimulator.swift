@@ -335,6 +335,7 @@ public final class PVESimulator: Sendable {
         case (.get, 2) where parts == ["cluster", "resources"]: return .ok(resources(&s, now: now, type: p["type"]))
         case (.get, 1) where parts[0] == "version": return .ok(.object(["version": .string("9.2.11"), "release": .string("9.2")]))
         case (.get, 2) where parts == ["access", "permissions"]: return accessPermissions(s, p)
+        case (.get, 1) where parts[0] == "storage": return .ok(storageConfigs(type: p["type"]))
         default: break
         }
         guard parts.count >= 2, parts[0] == "nodes" else { return notImplemented(method, path) }
@@ -380,6 +381,25 @@ public final class PVESimulator: Sendable {
                                 "total": .number(tib * 100), "used": .number(tib * 10), "avail": .number(tib * 90)]))
         }
         for t in scenario.targetStorages { out.append(storageObject(s, t)) }
+        return .array(out)
+    }
+
+    /// `GET /storage[?type=]`: the storage.cfg sections (pve-storage API2/Storage/Config.pm `index`,
+    /// lines 121-172: the parsed section with `storage`, `digest`, `content`; a pbs storage shows
+    /// `server`, `datastore`, `namespace`, never its password).
+    private func storageConfigs(type: String?) -> JSONValue {
+        var out: [JSONValue] = []
+        for p in scenario.pbsStorages where type == nil || type == "pbs" {
+            var o: [String: JSONValue] = ["storage": .string(p.id), "type": .string("pbs"), "content": .string("backup"),
+                                          "server": .string(p.server), "datastore": .string(p.datastore),
+                                          "username": .string("pbs-standby@pbs"), "digest": .string(String(repeating: "0", count: 40))]
+            if let ns = p.namespace { o["namespace"] = .string(ns) }
+            out.append(.object(o))
+        }
+        for t in scenario.targetStorages where type == nil || type == t.type {
+            out.append(.object(["storage": .string(t.id), "type": .string(t.type), "content": .string(t.effectiveContent.joined(separator: ",")),
+                                "digest": .string(String(repeating: "0", count: 40))]))
+        }
         return .array(out)
     }
 

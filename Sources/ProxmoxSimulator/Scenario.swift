@@ -11,10 +11,13 @@ public struct Scenario: Sendable {
         public var id: String
         public var datastore: String
         public var namespace: String?
-        public init(id: String, datastore: String, namespace: String? = nil) {
+        /// The PBS server (`server` in storage.cfg): `127.0.0.1` when PBS runs on the standby.
+        public var server: String = "pbs.example"
+        public init(id: String, datastore: String, namespace: String? = nil, server: String = "pbs.example") {
             self.id = id
             self.datastore = datastore
             self.namespace = namespace
+            self.server = server
         }
     }
 
@@ -243,7 +246,8 @@ extension Scenario {
         for (i, node) in (try root.sequence("pbs_storages") ?? []).enumerated() {
             let m = try StrictMapping(node: node, path: "pbs_storages[\(i)]")
             guard let id = try m.string("id") else { throw m.error("id", nil, "required") }
-            s.pbsStorages.append(PBSStorage(id: id, datastore: try m.string("datastore") ?? "store1", namespace: try m.string("namespace")))
+            s.pbsStorages.append(PBSStorage(id: id, datastore: try m.string("datastore") ?? "store1", namespace: try m.string("namespace"),
+                                            server: try m.string("server") ?? "pbs.example"))
             try m.finish()
         }
         for (i, node) in (try root.sequence("target_storages") ?? []).enumerated() {

@@ -16,7 +16,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await exitOnError {
-            let config = try loadConfig(global)
+            var config = try loadConfig(global)
             print("config \(global.configFile) is valid")
             print("transport \(config.proxmox.transport.rawValue) node \(config.proxmox.node) state \(config.statePath)")
             print("workers \(config.restore.workers) poll \(formatDuration(config.restore.pollInterval)) rpo_target \(formatDuration(config.restore.rpoTarget))")
@@ -36,6 +36,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
             // token's effective privileges, each guest's newest backup config and the node's
             // storages (reference §3.1, §3.2, §13.1, §13.4; StandbyService/RestoreProbe.swift).
             let client = ProxmoxClient(transport: try makeTransport(config))
+            config = await detectDatastores(config, transport: client.transport) { print("probe: \($0)") }
             let node = config.proxmox.node
             // The state file, when there is one, tells our own tasks from others' (delta checks).
             let store = FileManager.default.fileExists(atPath: config.statePath) ? try? openStoreShared(config) : nil

@@ -48,3 +48,13 @@ func fetchURL(_ url: URL) async throws -> (Data, Int) {
 func openStoreShared(_ config: StandbyConfig) throws -> StateStore {
     do { return try StateStore(path: config.statePath, exclusive: false) } catch { throw UsageError(message: "\(error)") }
 }
+
+/// Fills in `datastore_path` of sources whose PBS runs on this node (``DatastoreDetection``),
+/// logging what was found. `PBS_STANDBY_DATASTORE_CFG` names another `datastore.cfg` (tests).
+func detectDatastores(_ config: StandbyConfig, transport: any ProxmoxTransport, say: ((String) -> Void)? = nil) async -> StandbyConfig {
+    let file = ProcessInfo.processInfo.environment["PBS_STANDBY_DATASTORE_CFG"] ?? "/etc/proxmox-backup/datastore.cfg"
+    let (resolved, notes) = await DatastoreDetection.resolve(config, client: ProxmoxClient(transport: transport), datastoreCfg: file)
+    let logger = Logger(label: "pbs-standby")
+    for n in notes { if let say { say(n) } else { logger.info("\(n)") } }
+    return resolved
+}

@@ -23,8 +23,10 @@ struct OnceCommand: AsyncParsableCommand {
             guard let giveUp = parseDuration(giveUpAfter), giveUp > .zero else {
                 throw UsageError(message: "--give-up-after: expected a positive duration like 10m, got '\(giveUpAfter)'")
             }
-            let config = try loadConfig(global)
-            let runtime = StandbyRuntime(config: config, transport: try makeTransport(config), store: try openStore(config), clock: WallClock())
+            var config = try loadConfig(global)
+            let transport = try makeTransport(config)
+            config = await detectDatastores(config, transport: transport)
+            let runtime = StandbyRuntime(config: config, transport: transport, store: try openStore(config), clock: WallClock())
             let ok = await runtime.reconciler.runOnce(giveUpAfterUnreachable: giveUp.seconds)
             for g in runtime.reconciler.snapshot.guests {
                 print("\(g.key.source)/\(g.key.vmid)\t\(g.state.rawValue)\(g.blockedReason.map { "(\($0.rawValue))" } ?? "")\t\(g.restored?.volid ?? "-")")

@@ -20,10 +20,11 @@ struct RunCommand: AsyncParsableCommand {
         signal(SIGXFSZ, SIG_IGN)
         keepLargeBuffersOffTheHeap()
         try await exitOnError {
-            let config = try loadConfig(global)
+            var config = try loadConfig(global)
             let address = try global.listenAddress(configured: config.webListenAddress)
             let web = try global.webConfig(configured: config.webConfigFile)
             let transport = try makeTransport(config)
+            config = await detectDatastores(config, transport: transport)
             let store = try openStore(config)
             let clock = WallClock()
             let runtime = StandbyRuntime(config: config, transport: transport, store: store, clock: clock)

@@ -126,4 +126,27 @@ struct DeltaCrashTests {
         let (prc, pout, perr) = try run(["check-config", "--probe", "--config.file", config])
         #expect(prc == 0 && pout.contains("next restore: full (copy_modified): local-lvm:vm-300-disk-0: chunk 3"), "\(pout)\(perr)")
     }
+
+    /// `check-config --probe` with a PBS storage whose server is this node and no datastore_path:
+    /// the datastore directory comes from datastore.cfg (`PBS_STANDBY_DATASTORE_CFG` stands in for
+    /// /etc/proxmox-backup/datastore.cfg).
+    @Test func checkConfigDetectsTheDatastoreOfALocalPBS() throws {
+        let root = NSTemporaryDirectory() + "ds-detect-e2e-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let sim = try SimulatorProcess(scenario: """
+            node: pve-standby
+            pbs_storages: [{id: pbs-prod, datastore: store1, server: 127.0.0.1}]
+            target_storages: [{id: local-lvm, type: lvmthin, total_gib: 4000}]
+            backups:
+              - {vmid: 300, type: vm, name: big, disks_gib: [4], interval: 1h}
+            """)
+        defer { sim.stop() }
+        let cfg = root + "/datastore.cfg"
+        try "datastore: store1\n\tpath \(root)/store1\n\tgc-schedule daily\n".write(toFile: cfg, atomically: true, encoding: .utf8)
+        let config = try sim.config(statePath: root + "/state.db")
+        let (rc, out, err) = try run(["check-config", "--probe", "--config.file", config], env: ["PBS_STANDBY_DATASTORE_CFG": cfg])
+        #expect(rc == 0 && out.contains("probe: datastore detection: pbs-prod: datastore 'store1' at \(root)/store1 (PBS on this node)"), "\(out)\(err)")
+        #expect(out.contains("next restore: full: first copy"), "\(out)")
+    }
 }

@@ -430,3 +430,42 @@ enum BackupConfigText {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+
+/// `datastore_path` detected when the PBS storage's server is this node (issue 15 "Configuration").
+@Suite("Datastore detection from datastore.cfg")
+struct DatastoreDetectionTests {
+    @Test func parsesDatastoreCfgSections() {
+        let text = """
+        datastore: store1
+        \tpath /mnt/datastore/store1
+        \tgc-schedule daily
+
+        datastore: usb
+        \tpath usb-store
+        \tbacking-device 4a1b-22cd
+
+        datastore: broken
+        \tcomment no path
+        """
+        #expect(DatastoreDetection.parse(text) == ["store1": "/mnt/datastore/store1", "usb": "/mnt/datastore/usb"])
+    }
+
+    @Test func pbsOnThisNodeIsFoundAndARemoteOneIsNot() async throws {
+        let dir = NSTemporaryDirectory() + "ds-detect-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cfg = dir + "/datastore.cfg"
+        try "datastore: store1\n\tpath \(dir)/store1\n".write(toFile: cfg, atomically: true, encoding: .utf8)
+        var s = Rig.scenario(backedUp: [])
+        s.pbsStorages = [.init(id: "pbs-local", datastore: "store1", namespace: "prod", server: "127.0.0.1"),
+                         .init(id: "pbs-remote", datastore: "store1", server: "pbs.example")]
+        let rig = try Rig(scenario: s)
+        var config = rig.config
+        config.sources = [.init(storage: "pbs-local"), .init(storage: "pbs-remote")]
+        let (resolved, notes) = await DatastoreDetection.resolve(config, client: rig.runtime.client, datastoreCfg: cfg)
+        #expect(resolved.sources[0].datastorePath == dir + "/store1" && resolved.sources[0].datastoreNamespace == "prod")
+        #expect(resolved.sources[0].deltaEnabled, "auto once a path is known")
+        #expect(resolved.sources[1].datastorePath == nil && !resolved.sources[1].deltaEnabled)
+        #expect(notes.contains { $0.contains("pbs-remote: PBS server pbs.example is not this node") }, "\(notes)")
+    }
+}

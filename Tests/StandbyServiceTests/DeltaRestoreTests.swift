@@ -73,6 +73,24 @@ struct DeltaRestoreTests {
         return try #require(backups.filter(\.isComplete).max { $0.volid.backupTime < $1.volid.backupTime }?.volid)
     }
 
+    /// What the executor writes before the first byte of a delta from `from` to `to` into the
+    /// copy: the history row and the delta record, and with `mark` the copy's `rewriting` marker.
+    /// Returns the history id.
+    static func openDelta(_ rig: Rig, from: Volid, to: Volid, copy: String, mark: Bool) throws -> Int64 {
+        guard case .started(let id) = try rig.store.beginRestore(key, targetVmid: 101, volid: to.description, bytes: 4 * Rig.gib, at: rig.clock.now()) else {
+            throw CancellationError()
+        }
+        try rig.store.beginDelta(DeltaRecord(historyID: id, source: "pbs-prod", vmid: 101, targetVmid: 101, fromVolid: from.description,
+                                             toVolid: to.description, disks: [DeltaDisk(drive: "scsi0", archive: "drive-scsi0.img.fidx",
+                                             volume: "local-lvm:vm-101-disk-0", path: copy)], snapshot: nil, startedAt: rig.clock.now()))
+        if mark {
+            var marker = try #require(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description))
+            marker.rewriting = to
+            #expect(rig.simulator.adminSetDescription(vmid: 101, marker.line))
+        }
+        return id
+    }
+
     /// The first copy (a full PVE restore), then a newer backup.
     static func copyThenNewBackup(_ rig: Rig) async throws {
         await rig.once()
@@ -251,15 +269,7 @@ struct DeltaRestoreTests {
         let from = try #require(Volid(parsing: try Self.last(rig).volid))
         let to = try await Self.latest(rig)
         // What the executor writes before its first byte: the history row, the record, the marker.
-        guard case .started(let id) = try rig.store.beginRestore(Self.key, targetVmid: 101, volid: to.description, bytes: 4 * Rig.gib, at: rig.clock.now()) else {
-            Issue.record("not started"); return
-        }
-        try rig.store.beginDelta(DeltaRecord(historyID: id, source: "pbs-prod", vmid: 101, targetVmid: 101, fromVolid: from.description, toVolid: to.description,
-                                             disks: [DeltaDisk(drive: "scsi0", archive: "drive-scsi0.img.fidx", volume: "local-lvm:vm-101-disk-0", path: copy)],
-                                             snapshot: nil, startedAt: rig.clock.now()))
-        var marker = try #require(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description))
-        marker.rewriting = to
-        #expect(rig.simulator.adminSetDescription(vmid: 101, marker.line))
+        let id = try Self.openDelta(rig, from: from, to: to, copy: copy, mark: true)
         // Half the changed chunks written by the writer that died.
         let ds = try Datastore(path: dir + "/ds")
         let plan = try DeltaPlan.diff(from: ds.openFixedIndex(snapshot: try SnapshotRef(parsing: from.snapshot), archive: "drive-scsi0.img.fidx"),
@@ -307,15 +317,10 @@ struct DeltaRestoreTests {
         try await Self.copyThenNewBackup(rig)
         let copy = try await Self.copyPath(rig)
         let from = try #require(Volid(parsing: try Self.last(rig).volid)), to = try await Self.latest(rig)
-        guard case .started(let id) = try rig.store.beginRestore(Self.key, targetVmid: 101, volid: to.description, bytes: 1, at: rig.clock.now()) else {
-            Issue.record("not started"); return
-        }
-        try rig.store.finishRestore(id, result: .failure, error: "test", at: rig.clock.now())
-        // A record naming another pair of backups than the marker shows.
+        // A record naming another pair of backups than the marker shows (its attempt ended).
         let recordFrom = markerMovedOn ? Volid(parsing: "pbs-prod:backup/vm/101/2020-01-01T00:00:00Z")! : from
-        try rig.store.beginDelta(DeltaRecord(historyID: id, source: "pbs-prod", vmid: 101, targetVmid: 101, fromVolid: recordFrom.description,
-                                             toVolid: to.description, disks: [DeltaDisk(drive: "scsi0", archive: "drive-scsi0.img.fidx",
-                                             volume: "local-lvm:vm-101-disk-0", path: copy)], snapshot: nil, startedAt: rig.clock.now()))
+        let id = try Self.openDelta(rig, from: recordFrom, to: to, copy: copy, mark: false)
+        try rig.store.finishRestore(id, result: .failure, error: "test", at: rig.clock.now())
         await rig.once()
         #expect(try rig.store.openDeltas().isEmpty, "the stale record is ended")
         let h = try Self.last(rig)
@@ -333,15 +338,7 @@ struct DeltaRestoreTests {
         try await Self.copyThenNewBackup(rig)
         let copy = try await Self.copyPath(rig)
         let from = try #require(Volid(parsing: try Self.last(rig).volid)), to = try await Self.latest(rig)
-        guard case .started(let id) = try rig.store.beginRestore(Self.key, targetVmid: 101, volid: to.description, bytes: 1, at: rig.clock.now()) else {
-            Issue.record("not started"); return
-        }
-        try rig.store.beginDelta(DeltaRecord(historyID: id, source: "pbs-prod", vmid: 101, targetVmid: 101, fromVolid: from.description,
-                                             toVolid: to.description, disks: [DeltaDisk(drive: "scsi0", archive: "drive-scsi0.img.fidx",
-                                             volume: "local-lvm:vm-101-disk-0", path: copy)], snapshot: nil, startedAt: rig.clock.now()))
-        var marker = try #require(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description))
-        marker.rewriting = to
-        #expect(rig.simulator.adminSetDescription(vmid: 101, marker.line))
+        let id = try Self.openDelta(rig, from: from, to: to, copy: copy, mark: true)
         rig.clock.advance(by: 5)
         #expect(rig.simulator.adminStart(vmid: 101) && rig.simulator.adminStop(vmid: 101))
         let before = try Self.sha(copy, bytes: 24 << 20)

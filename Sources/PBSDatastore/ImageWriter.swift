@@ -16,11 +16,18 @@ import Darwin
 ///
 /// All-zero chunks (``FixedIndex/isZeroChunk(_:)``) are never read: they are written as zeros,
 /// or skipped when the target is known to be zeros already (a freshly created sparse file).
+///
+/// With a ``cacheBytes`` budget, chunks verified in the first pass are kept (up to the budget)
+/// and written in the second without being read and verified again — the verified bytes, so a
+/// chunk file changing between the passes cannot matter; memory then stays below the budget plus
+/// one chunk per worker.
 public struct ImageWriter: Sendable {
     /// Where chunks come from.
     public let source: any ChunkSource
     /// How many chunks are in flight at once.
     public let workers: Int
+    /// Bytes of verified chunk data kept between the passes (0: every chunk is read twice).
+    public let cacheBytes: Int
 
     /// What a run did.
     public struct Outcome: Sendable, Equatable {
@@ -33,9 +40,10 @@ public struct ImageWriter: Sendable {
     }
 
     /// A writer reading from `source` with `workers` chunks in flight.
-    public init(source: any ChunkSource, workers: Int = defaultChunkWorkers()) {
+    public init(source: any ChunkSource, workers: Int = defaultChunkWorkers(), cacheBytes: Int = 0) {
         self.source = source
         self.workers = max(1, workers)
+        self.cacheBytes = max(0, cacheBytes)
     }
 
     /// Turns `target` (a file or block device assumed to hold `plan.from`) into `plan.to` by
@@ -51,8 +59,8 @@ public struct ImageWriter: Sendable {
         let file = try openTarget(target, flags: O_RDWR)
         let size = try file.size()
         guard size >= plan.to.size else { throw .targetTooSmall(path: target, size: size, needed: plan.to.size) }
-        try verifyChunks(plan)
-        return try write(plan, to: file, targetIsZeroed: false, progress: progress)
+        let cache = try verifiedChunks(plan)
+        return try write(plan, to: file, targetIsZeroed: false, cache: cache, progress: progress)
     }
 
     /// Writes the whole image of `index` to a new file `target` (or over an existing one with
@@ -81,13 +89,13 @@ public struct ImageWriter: Sendable {
                 let size = try file.size()
                 guard size >= index.size else { throw DatastoreError.targetTooSmall(path: target, size: size, needed: index.size) }
             }
-            try verifyChunks(plan)
+            let cache = try verifiedChunks(plan)
             if regular {
                 // Truncating to 0 and back leaves a sparse file of zeros: zero chunks need no write.
                 try file.truncate(to: 0)
                 try file.truncate(to: index.size)
             }
-            return try write(plan, to: file, targetIsZeroed: regular, progress: progress)
+            return try write(plan, to: file, targetIsZeroed: regular, cache: cache, progress: progress)
         } catch {
             if created { unlink(target) }
             throw error
@@ -96,19 +104,26 @@ public struct ImageWriter: Sendable {
 
     /// The verify pass alone: reads and verifies every non-zero chunk of `plan`, keeping none.
     public func verifyChunks(_ plan: DeltaPlan) throws(DatastoreError) {
-        let index = plan.to, source = self.source
+        _ = try ImageWriter(source: source, workers: workers, cacheBytes: 0).verifiedChunks(plan)
+    }
+
+    /// The verify pass: reads and verifies every non-zero chunk of `plan`, keeping verified data
+    /// up to ``cacheBytes`` for the write pass.
+    func verifiedChunks(_ plan: DeltaPlan) throws(DatastoreError) -> VerifiedChunks {
+        let index = plan.to, source = self.source, cache = VerifiedChunks(budget: cacheBytes)
         try parallelForEach(count: plan.changed.count, workers: workers) { (k: Int) throws(DatastoreError) in
             let i = plan.changed[k]
             if index.isZeroChunk(i) { return }
-            do throws(DatastoreError) { _ = try source.read(digest: index.digests[i], length: index.length(ofChunk: i)) } catch {
+            do throws(DatastoreError) { cache.offer(i, try source.read(digest: index.digests[i], length: index.length(ofChunk: i))) } catch {
                 throw .atChunk(index: i, error)
             }
         }
+        return cache
     }
 
     /// The write pass: reads, verifies and writes each chunk (flushing in the background as it
     /// goes, see ``Flusher``), then fsyncs.
-    func write(_ plan: DeltaPlan, to file: FileHandleFD, targetIsZeroed: Bool,
+    func write(_ plan: DeltaPlan, to file: FileHandleFD, targetIsZeroed: Bool, cache: VerifiedChunks,
                progress: (@Sendable (UInt64) -> Void)?) throws(DatastoreError) -> Outcome {
         let index = plan.to, source = self.source
         let zeros = [UInt8](repeating: 0, count: Int(index.chunkSize))
@@ -123,7 +138,8 @@ public struct ImageWriter: Sendable {
                     if targetIsZeroed { return }
                     try file.write(zeros, count: length, at: range.lowerBound)
                 } else {
-                    let data = try source.read(digest: index.digests[i], length: length)
+                    let data: [UInt8]
+                    if let verified = cache.take(i) { data = verified } else { data = try source.read(digest: index.digests[i], length: length) }
                     try file.write(data, count: length, at: range.lowerBound)
                     counters.data.add(1, ordering: .relaxed)
                 }
@@ -137,6 +153,33 @@ public struct ImageWriter: Sendable {
         try flusher.finish()
         return Outcome(dataChunks: counters.data.load(ordering: .relaxed), zeroChunks: counters.zero.load(ordering: .relaxed),
                        bytesWritten: counters.bytes.load(ordering: .relaxed))
+    }
+}
+
+/// Chunk data verified in the first pass, kept up to a byte budget for the second.
+final class VerifiedChunks: Sendable {
+    private let budget: Int
+    private let kept = Mutex<(chunks: [Int: [UInt8]], bytes: Int)>(([:], 0))
+
+    init(budget: Int) { self.budget = budget }
+
+    /// Keeps chunk `i`'s verified data when it fits in the budget.
+    func offer(_ i: Int, _ data: [UInt8]) {
+        guard budget > 0 else { return }
+        kept.withLock { k in
+            guard k.bytes + data.count <= budget else { return }
+            k.chunks[i] = data
+            k.bytes += data.count
+        }
+    }
+
+    /// Chunk `i`'s verified data, handed over once (nil: read it again).
+    func take(_ i: Int) -> [UInt8]? {
+        kept.withLock { k in
+            guard let data = k.chunks.removeValue(forKey: i) else { return nil }
+            k.bytes -= data.count
+            return data
+        }
     }
 }
 

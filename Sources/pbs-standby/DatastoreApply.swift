@@ -22,7 +22,7 @@ struct DatastoreApply: ParsableCommand {
             if let fromIndex { old = try FixedIndex(path: fromIndex) } else { old = try options.index(ds, from) }
             let plan = try DeltaPlan.diff(from: old, to: options.index(ds, to))
             let started = ContinuousClock.now
-            let outcome = try ImageWriter(source: ds.chunks, workers: chunkWorkers()).apply(plan, target: target)
+            let outcome = try ImageWriter(source: ds.chunks, workers: chunkWorkers(), cacheBytes: applyCacheBytes()).apply(plan, target: target)
             printSummary("apply", outcome, of: plan, since: started)
         }
     }

@@ -16,7 +16,7 @@ struct DatastoreRestore: ParsableCommand {
             let ds = try options.open()
             let index = try options.index(ds, snapshot)
             let started = ContinuousClock.now
-            let outcome = try ImageWriter(source: ds.chunks, workers: chunkWorkers()).restore(index, target: target, overwrite: overwrite)
+            let outcome = try ImageWriter(source: ds.chunks, workers: chunkWorkers(), cacheBytes: applyCacheBytes()).restore(index, target: target, overwrite: overwrite)
             printSummary("restore", outcome, of: DeltaPlan.full(index), since: started)
         }
     }

@@ -8,6 +8,13 @@ func chunkWorkers() -> Int {
     return defaultChunkWorkers()
 }
 
+/// Bytes of verified chunks kept between the verify and the write pass: `PBS_STANDBY_APPLY_CACHE_MIB`
+/// (0–65536), default 256 MiB.
+func applyCacheBytes() -> Int {
+    if let text = ProcessInfo.processInfo.environment["PBS_STANDBY_APPLY_CACHE_MIB"], let n = Int(text), (0...65536).contains(n) { return n << 20 }
+    return 256 << 20
+}
+
 /// Runs `body`; a ``DatastoreError`` is printed to stderr and becomes its exit code (2 or 3).
 func reportingErrors(_ body: () throws(DatastoreError) -> Void) throws {
     do { try body() } catch {

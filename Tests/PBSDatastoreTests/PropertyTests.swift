@@ -109,6 +109,34 @@ struct PropertyTests {
         #expect(Array(now[(3 * cs)...]) == Array(a[(3 * cs)...]), "the bad chunk and those after it untouched")
         #expect(seen.withLock { $0 } == [UInt64(cs), UInt64(2 * cs), UInt64(3 * cs)], "progress counts bytes written")
     }
+
+    /// With a cache budget the verified bytes of the first pass are written: the chunk is read
+    /// once, and its file changing afterwards cannot matter.
+    @Test func cachedChunksAreWrittenFromTheVerifiedPass() throws {
+        let cs = 16384
+        let a = image(size: 6 * cs, chunkSize: cs, kinds: { _ in .random }, seed: 8)
+        let b = image(size: 6 * cs, chunkSize: cs, kinds: { _ in .random }, seed: 9)
+        let s = try Scratch()
+        try writeSnapshot(s, "vm/1/\(t0)", chunkSize: cs, archives: [disk: a])
+        try writeSnapshot(s, "vm/1/\(t1)", chunkSize: cs, archives: [disk: b])
+        let ds = try Datastore(path: s.datastore)
+        let plan = try DeltaPlan.diff(from: ds.openFixedIndex(snapshot: SnapshotRef(parsing: "vm/1/\(t0)"), archive: disk),
+                                      to: ds.openFixedIndex(snapshot: SnapshotRef(parsing: "vm/1/\(t1)"), archive: disk))
+        let source = SwapOnSecondRead(store: ds.chunks, victim: plan.to.digests[3])
+        let target = s.path("t")
+        try save(a, target)
+        try ImageWriter(source: source, workers: 2, cacheBytes: 1 << 20).apply(plan, target: target)
+        #expect(try bytes(target) == b)
+        #expect(source.reads.withLock { $0 } == 1, "read once")
+        // A budget smaller than the changes (two chunks, one worker): the last chunk is beyond it,
+        // read and verified again — and found changed before its write.
+        let c = s.path("c")
+        try save(a, c)
+        let late = SwapOnSecondRead(store: ds.chunks, victim: plan.to.digests[5])
+        #expect(throws: DatastoreError.self) { try ImageWriter(source: late, workers: 1, cacheBytes: 2 * cs).apply(plan, target: c) }
+        #expect(late.reads.withLock { $0 } == 2)
+        #expect(Array(try bytes(c)[(5 * cs)...]) == Array(a[(5 * cs)...]), "not written")
+    }
 }
 
 /// Reads through a chunk store, but before the second read of `victim` flips a byte in its file,

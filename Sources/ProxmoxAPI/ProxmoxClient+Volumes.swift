@@ -51,9 +51,22 @@ extension ProxmoxClient {
         return try await list(path) { r throws(ProxmoxError) in try r.string("name") }.filter { $0 != "current" }
     }
 
-    /// `PUT /nodes/{node}/qemu/{vmid}/config` with `description` only, guarded by `digest`.
-    public func setDescription(node: String, vmid: Int, description: String, digest: String?) async throws(ProxmoxError) {
-        try await setGuestConfig(node: node, type: .vm, vmid: vmid, description: description, digest: digest)
+    /// `PUT /nodes/{node}/qemu/{vmid}/config` with `description`, guarded by `digest`; with
+    /// `clearLock` also `delete=lock` and `skiplock=1` (root@pam only, qemu-server `update_vm`).
+    public func setDescription(node: String, vmid: Int, description: String, digest: String?, clearLock: Bool = false) async throws(ProxmoxError) {
+        guard clearLock else { return try await setGuestConfig(node: node, type: .vm, vmid: vmid, description: description, digest: digest) }
+        var params: [(String, String)] = [("description", description), ("delete", "lock"), ("skiplock", "1")]
+        if let digest { params.append(("digest", digest)) }
+        _ = try await transport.call(.put, "/nodes/\(node)/qemu/\(vmid)/config", parameters: params)
+    }
+
+    /// `PUT /nodes/{node}/qemu/{vmid}/config` with `lock=VALUE` on an unlocked VM: a start (GUI,
+    /// `qm start`, HA) then fails inside its task with `VM is locked (VALUE)`. Only root@pam may set
+    /// `lock` (qemu-server API2/Qemu.pm `$check_vm_modify_config_perm`), so only under pvesh.
+    public func setVMLock(node: String, vmid: Int, lock: String, digest: String?) async throws(ProxmoxError) {
+        var params: [(String, String)] = [("lock", lock)]
+        if let digest { params.append(("digest", digest)) }
+        _ = try await transport.call(.put, "/nodes/\(node)/qemu/\(vmid)/config", parameters: params)
     }
 }
 

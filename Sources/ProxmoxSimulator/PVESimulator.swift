@@ -621,8 +621,17 @@ public final class PVESimulator: Sendable {
             // [unverified] wording of PVE's refusal to set and delete one key in one call.
             errors["delete"] = "you can't use '-\(key)' and '-delete \(key)' at the same time"
         }
+        // `lock` is a config property only root@pam may set or delete (qemu-server API2/Qemu.pm
+        // `$check_vm_modify_config_perm`: "only root can set 'lock' config"), one of the enum of
+        // QemuServer.pm confdesc `lock`.
+        let lockValues: Set<String> = ["backup", "clone", "create", "migrate", "rollback", "snapshot", "snapshot-delete", "suspending", "suspended"]
+        if let l = p["lock"], !lockValues.contains(l) { errors["lock"] = "value '\(l)' does not have a value in the enumeration '\(lockValues.sorted().joined(separator: ", "))'" }
+        if (p["lock"] != nil || deletes.contains("lock")) && (!scenario.callerIsRoot || g.type == .ct) {
+            return .error(status: 500, message: "only root can set 'lock' config\n", errors: [:])
+        }
         guard errors.isEmpty else { return .error(status: 400, message: "Parameter verification failed.\n", errors: errors) }
         var ng = g
+        if let l = p["lock"] { ng.lock = l }
         if let t = p["tags"] { ng.tags = Self.normalizeTags(t) }
         if let d = p["description"] { ng.description = d }
         if let onboot { ng.onboot = onboot }

@@ -20,7 +20,7 @@ struct DeltaRestoreTests {
 
     /// A rig whose simulator writes a real datastore and real images under a temporary directory.
     static func rig(storageType: String = "lvmthin", imageBytes: Int64 = 24 << 20 + 123, changeRate: Double = 0.5,
-                    withoutSnapshot: Bool = false, type: GuestType = .vm, disks: Int = 1,
+                    withoutSnapshot: Bool = false, type: GuestType = .vm, disks: Int = 1, callerIsRoot: Bool = false,
                     configure: (inout StandbyConfig) -> Void = { _ in }) throws -> (Rig, String) {
         let dir = NSTemporaryDirectory() + "delta-rig-\(UUID().uuidString)"
         var s = Rig.scenario(backedUp: [.init(vmid: 101, type: type, name: "web1", storage: "pbs-prod", disks: Array(repeating: 4 * Rig.gib, count: disks),
@@ -30,6 +30,7 @@ struct DeltaRestoreTests {
         s.backedUp[0].changeRate = changeRate
         s.datastoreDirectory = dir + "/ds"
         s.imageDirectory = dir + "/images"
+        s.callerIsRoot = callerIsRoot
         let rig = try Rig(scenario: s) { c in
             c.restore.backoff = [.seconds(60)]
             c.restore.deltaDetach = false
@@ -417,6 +418,32 @@ struct DeltaRestoreTests {
         #expect(delta.hasPrefix("delta: ") && delta.contains("of 7 chunks changed"), "\(delta)")
         #expect(rig.simulator.adminStart(vmid: 101) && rig.simulator.adminStop(vmid: 101))
         #expect(try await explain().hasPrefix("full (touched_since_restore): task qm"))
+    }
+
+    /// Under pvesh (root@pam) the copy also carries PVE's `lock: rollback` while its disks are
+    /// rewritten: a start from the GUI fails (`VM is locked (rollback)`). A delta left open by a
+    /// crash is run again at the next start despite our own lock, which then goes.
+    @Test func pveshLocksTheCopyWhileItIsRewritten() async throws {
+        let (rig, dir) = try Self.rig(storageType: "dir", withoutSnapshot: true, callerIsRoot: true) { $0.proxmox.transport = .pvesh }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.copyThenNewBackup(rig)
+        await rig.once()
+        let locks = rig.mutations(vmid: 101).filter { $0.method == "PUT" && ($0.parameters["lock"] != nil || $0.parameters["delete"] == "lock") }
+        #expect(locks.map { $0.parameters["lock"] ?? "-" } == ["rollback", "-"], "locked before the writes, unlocked with the final marker")
+        #expect(locks.last?.parameters["skiplock"] == "1" && rig.simulator.guestSnapshot(101)?.lock == nil)
+        #expect(try Self.last(rig).mode == "delta")
+        // A crash mid-delta: record, marker and our lock stay; the GUI cannot start the copy.
+        rig.clock.advance(by: 3600)
+        let copy = try await Self.copyPath(rig)
+        let from = try #require(Volid(parsing: try Self.last(rig).volid)), to = try await Self.latest(rig)
+        _ = try Self.openDelta(rig, from: from, to: to, copy: copy, mark: true)
+        rig.simulator.modifyGuest(101, lock: .some("rollback"))
+        rig.simulator.adminStart(vmid: 101)
+        #expect(rig.simulator.guestSnapshot(101)?.status == "stopped", "a locked copy does not start")
+        await rig.once()
+        #expect(try rig.store.openDeltas().isEmpty && rig.simulator.guestSnapshot(101)?.lock == nil)
+        let (full, size) = try Self.fullImage(dir, to.description)
+        #expect(try Self.sha(copy, bytes: size) == Self.sha(full, bytes: size))
     }
 }
 

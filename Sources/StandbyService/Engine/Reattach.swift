@@ -8,10 +8,12 @@ extension Reconciler {
     /// At start: restores recorded as running are followed to their real end, never restarted.
     func reattach(spawn: (@escaping @Sendable () async -> Void) -> Void) async {
         let c = context
-        guard let running = try? c.store.runningRestores(), !running.isEmpty else { return }
-        // Deltas open at the stop: run again from their records (no PVE task to follow).
+        // Deltas left open (a stop mid-delta, or a failed write without snapshot): run again from
+        // their records before any pass plans (no PVE task to follow; the copy may carry our lock).
         let open = (try? c.store.openDeltas()) ?? []
-        for record in open { if let h = running.first(where: { $0.id == record.historyID }) { resumeDelta(record, h, spawn: spawn) } }
+        let history = open.isEmpty ? [] : ((try? c.store.allHistory()) ?? [])
+        for record in open { await resumeDelta(record, history.first { $0.id == record.historyID }, spawn: spawn) }
+        guard let running = try? c.store.runningRestores(), !running.isEmpty else { return }
         let openIDs = Set(open.map(\.historyID))
         for h in running where !openIDs.contains(h.id ?? -1) {
             let key = GuestKey(source: h.source, vmid: h.vmid)

@@ -190,6 +190,8 @@ struct DeltaEligibility: Sendable {
         let ours = ((try? store?.restoreUPIDs(targetVmid: vmid)) ?? []).union((try? store?.ourTasks(targetVmid: vmid)) ?? [])
         for t in tasks where t.upid.startTime >= since - 1 && t.upid.id == String(vmid) {
             let starts = ["qmstart", "hastart", "qmresume"].contains(t.upid.type)
+            // A start that failed (e.g. `VM is locked (rollback)` during a delta) never ran the guest.
+            if starts, let st = t.status, st != "OK", st != "RUNNING", !st.hasPrefix("WARNINGS") { continue }
             if starts || !ours.contains(t.upid.description) { return "task \(t.upid.type) (\(t.upid)) ran on \(vmid) after its restore" }
         }
         return nil

@@ -28,6 +28,12 @@ struct DeltaExecutor: RestoreExecutor {
     let writer: DeltaWriter
     let keeper: IndexKeeper
     static let snapshotName = "pbs-standby-delta"
+    /// The PVE lock a copy carries while its disks are rewritten (pvesh only: only root@pam may
+    /// set `lock`): a start from the GUI, `qm start` or HA fails with `VM is locked (rollback)`.
+    static let rewriteLock = "rollback"
+
+    /// Whether the service may set and clear a VM's `lock` (root@pam: the pvesh transport).
+    var locks: Bool { context.config.proxmox.transport == .pvesh }
 
     func restore(_ action: RestoreAction, historyID: Int64, started: Double, run: RestoreRun) async -> RestoreOutcome {
         let c = context
@@ -79,13 +85,13 @@ struct DeltaExecutor: RestoreExecutor {
 
     /// Why the copy must not be changed now (nil: go ahead): the guest frozen by a hold or a
     /// failover, the copy running or locked.
-    private func mustNotChange(_ action: RestoreAction) async -> String? {
+    private func mustNotChange(_ action: RestoreAction, ownLock: Bool = false) async -> String? {
         let c = context
         if let why = try? c.store.frozen(action.key) { return "the guest was \(why)" }
         do {
             let s = try await c.client.guestStatus(node: c.node, type: .vm, vmid: action.targetVmid)
             if s.status != "stopped" { return "the copy is \(s.status)" }
-            if let lock = s.lock { return "the copy is locked (\(lock))" }
+            if let lock = s.lock, !(ownLock && lock == Self.rewriteLock) { return "the copy is locked (\(lock))" }
         } catch { return "the copy's status cannot be read: \(error)" }
         return nil
     }
@@ -132,6 +138,16 @@ struct DeltaExecutor: RestoreExecutor {
                 return .failure(reason: .taskError, message: "the snapshot before the delta failed: \(error); nothing was written")
             }
         }
+        if locks {
+            do {
+                let cfg = try await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid)
+                try await c.client.setVMLock(node: c.node, vmid: vmid, lock: Self.rewriteLock, digest: cfg.digest)
+                c.observer.invalidate(vmid)
+            } catch {
+                await unmark(recorded)
+                return .failure(reason: .apiError, message: "the copy could not be locked before the delta: \(error); nothing was written")
+            }
+        }
         return await runWrites(recorded, datastore: job.datastore.path, namespace: job.namespace, run: run, resumed: false)
     }
 
@@ -175,7 +191,8 @@ struct DeltaExecutor: RestoreExecutor {
         }
         let info = Marker.Info(volid: to, targetVmid: vmid, restoredAt: since, vmgenid: cfg.raw["vmgenid"])
         do {
-            try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest)
+            try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest,
+                                              clearLock: locks && cfg.lock == Self.rewriteLock)
             c.observer.invalidate(vmid)
         } catch {
             return .failure(reason: .apiError, message: "delta written, but the marker could not be updated (\(error)); it is run again")
@@ -199,6 +216,10 @@ struct DeltaExecutor: RestoreExecutor {
         // The disks go back to `from`: no write of this record counts as done any more.
         writer.clean(record)
         do {
+            // A rollback refuses a locked VM: our lock goes first (the marker still says rewriting).
+            if locks, let cfg = try? await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid), cfg.lock == Self.rewriteLock, let digest = cfg.digest {
+                try await c.client.clearVMLock(node: c.node, vmid: vmid, digest: digest)
+            }
             let upid = try await c.client.rollbackSnapshot(node: c.node, vmid: vmid, name: snapshot)
             c.writer.persist("rollback task \(upid)") { try $0.addOurTask(upid.description, targetVmid: vmid, at: c.clock.now()) }
             guard case .success = try await TaskFollower(context: c).follow(upid) else {
@@ -222,7 +243,8 @@ struct DeltaExecutor: RestoreExecutor {
             info.rewriting = nil
             if let genid = cfg.raw["vmgenid"] { info.vmgenid = genid }
             do {
-                try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest)
+                try await c.client.setDescription(node: c.node, vmid: vmid, description: Marker.replacing(in: cfg.description, with: info), digest: cfg.digest,
+                                                  clearLock: locks && cfg.lock == Self.rewriteLock)
                 c.observer.invalidate(vmid)
             } catch { return }
             if let genid = cfg.raw["vmgenid"] {
@@ -245,6 +267,31 @@ struct DeltaExecutor: RestoreExecutor {
         }
     }
 
+    /// Whether a delta record still describes the copy (true also when PVE cannot be read: it is
+    /// then tried later); a stale one is ended here, nothing written.
+    func stillOpen(_ record: DeltaRecord) async -> Bool {
+        let c = context
+        guard let cfg = try? await c.client.guestConfig(node: c.node, type: .vm, vmid: record.targetVmid) else { return true }
+        return staleness(record, cfg) == nil
+    }
+
+    /// Why a record no longer describes the copy (it is then ended), nil while it does.
+    private func staleness(_ record: DeltaRecord, _ cfg: GuestConfig) -> String? {
+        let c = context, vmid = record.targetVmid
+        let marker = Marker.parse(cfg.description)
+        let why: String
+        switch (marker?.volid.description, marker?.rewriting?.description) {
+        case (record.fromVolid, record.toVolid?): return nil  // the delta as recorded: run it again
+        case (record.fromVolid, nil): why = "the marker was not yet set when the service stopped: nothing was written"
+        case (record.toVolid?, nil) where marker?.targetVmid == vmid: why = "written and marked; the record's end was lost"
+        default: why = "the copy no longer holds what the record names"
+        }
+        c.logger.notice("a delta record ended without writing", metadata: ["vmid": "\(vmid)", "record_to": "\(record.toVolid)", "why": "\(why)"])
+        c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
+        writer.clean(record)
+        return why
+    }
+
     /// Runs a delta left open (a crash, a failed write without snapshot) to its end. Nil when the
     /// record is stale — the copy's marker no longer says it holds `from` being rewritten into
     /// `to` (destroyed, restored in full since): the record is ended and nothing written.
@@ -257,28 +304,8 @@ struct DeltaExecutor: RestoreExecutor {
         do { cfg = try await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid) } catch {
             return .failure(reason: .apiError, message: "an open delta of \(vmid): the copy's config cannot be read (\(error))")
         }
-        let marker = Marker.parse(cfg.description)
-        switch (marker?.volid.description, marker?.rewriting?.description) {
-        case (record.fromVolid, record.toVolid?):
-            break  // the delta as recorded: run it again
-        case (record.fromVolid, nil):
-            // Recorded, but the marker was not yet set when the service stopped: nothing written.
-            c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
-            writer.clean(record)
-            return nil
-        case (record.toVolid?, nil) where marker?.targetVmid == vmid:
-            // Written and marked; the record's end was lost: end it.
-            c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
-            writer.clean(record)
-            return nil
-        default:
-            c.logger.notice("a delta record no longer matches the copy; ended without writing",
-                            metadata: ["vmid": "\(vmid)", "record_to": "\(record.toVolid)", "marker": "\(cfg.description ?? "")"])
-            c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
-            writer.clean(record)
-            return nil
-        }
-        if let why = await mustNotChange(action) {
+        if staleness(record, cfg) != nil { return nil }
+        if let why = await mustNotChange(action, ownLock: true) {
             return .failure(reason: .deltaError, message: "the open delta into \(record.toVolid) is not run again: \(why)")
         }
         c.logger.notice("running an open delta again", metadata: ["vmid": "\(record.vmid)", "to": "\(record.toVolid)"])

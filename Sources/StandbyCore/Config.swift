@@ -72,6 +72,8 @@ public struct StandbyConfig: Sendable {
         /// a stop or restart of the service never interrupts them; false: children of the service
         /// in their own session (tests, machines without systemd).
         public var deltaDetach = true
+        /// `lvchange`, to activate an LVM-thin copy's inactive volume before a delta.
+        public var lvchangePath = "/sbin/lvchange"
     }
 
     /// One PVE storage of type pbs whose backups are restored (an entry of `sources:`).
@@ -215,6 +217,7 @@ public struct StandbyConfig: Sendable {
             c.restore.retriesPerBackup = try r.int("retries_per_backup", range: 1...1000) ?? c.restore.retriesPerBackup
             c.restore.spaceMargin = try r.double("space_margin", range: 0...10) ?? c.restore.spaceMargin
             c.restore.deltaDetach = try r.bool("delta_detach") ?? c.restore.deltaDetach
+            c.restore.lvchangePath = try r.string("lvchange_path") ?? c.restore.lvchangePath
             if let steps = try r.stringList("backoff") {
                 c.restore.backoff = try steps.enumerated().map { (i, t) throws(ConfigError) -> Duration in
                     guard let d = parseDuration(t) else { throw ConfigError(path: "restore.backoff[\(i)]", line: r.lineOf("backoff"), message: "expected a duration like 5m") }

@@ -4,7 +4,7 @@ import PBSDatastore
 import ProxmoxAPI
 import ProxmoxSimulator
 import StandbyCore
-import StandbyService
+@testable import StandbyService
 import StandbyStore
 import TestSupport
 import Testing
@@ -491,5 +491,34 @@ struct DatastoreDetectionTests {
         #expect(resolved.sources[0].deltaEnabled, "auto once a path is known")
         #expect(resolved.sources[1].datastorePath == nil && !resolved.sources[1].deltaEnabled)
         #expect(notes.contains { $0.contains("pbs-remote: PBS server pbs.example is not this node") }, "\(notes)")
+    }
+}
+
+/// An inactive LVM-thin copy is activated as pve-storage does (`lvchange -ay -K VG/LV`) before a
+/// delta opens it; anything else missing stays `not_raw`. Through a real subprocess (a stand-in
+/// `lvchange` that creates the device node under a scratch /dev).
+@Suite("Volume activation before a delta")
+struct VolumeActivatorTests {
+    @Test func inactiveThinVolumeIsActivated() throws {
+        let root = NSTemporaryDirectory() + "lv-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root + "/dev/pve", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let standin = root + "/lvchange"
+        try """
+        #!/bin/sh
+        echo "$@" >> '\(root)/calls'
+        [ "$1 $2" = "-ay -K" ] || { echo "unexpected $*" >&2; exit 5; }
+        case "$3" in pve/missing) echo "Failed to find logical volume \\"$3\\"" >&2; exit 5 ;; esac
+        : > '\(root)/dev/'"$3"
+        """.write(toFile: standin, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: standin)
+        let activator = VolumeActivator(lvchange: standin, devRoot: root + "/dev")
+        #expect(activator.activate(path: root + "/dev/pve/vm-101-disk-0", storageType: "lvmthin") == nil)
+        #expect(FileManager.default.fileExists(atPath: root + "/dev/pve/vm-101-disk-0"))
+        #expect(activator.activate(path: root + "/dev/pve/vm-101-disk-0", storageType: "lvmthin") == nil, "active: no second call")
+        #expect(try String(contentsOfFile: root + "/calls", encoding: .utf8) == "-ay -K pve/vm-101-disk-0\n")
+        let failed = activator.activate(path: root + "/dev/pve/missing", storageType: "lvmthin")
+        #expect(failed?.contains("activating LV 'pve/missing' failed (5): Failed to find logical volume") == true, "\(failed ?? "")")
+        #expect(activator.activate(path: root + "/dev/vg/thick", storageType: "lvm")?.contains("not activated") == true)
     }
 }

@@ -42,9 +42,12 @@ struct DeltaEligibility: Sendable {
     /// The state file: our restore and snapshot tasks are not "touched" (nil: every task counts).
     let store: StateStore?
     let keeper: IndexKeeper
+    /// Activates an inactive LVM-thin volume before it is opened.
+    var activator: VolumeActivator? = nil
 
     init(context: EngineContext, keeper: IndexKeeper) {
         self.init(client: context.client, node: context.node, store: context.store, keeper: keeper)
+        activator = VolumeActivator(lvchange: context.config.restore.lvchangePath)
     }
 
     init(client: ProxmoxClient, node: String, store: StateStore?, keeper: IndexKeeper) {
@@ -129,8 +132,11 @@ struct DeltaEligibility: Sendable {
             guard info.format == "raw", let path = info.path else {
                 return .fallback(.notRaw, "\(volume) is \(info.format ?? "of unknown format")\(info.path == nil ? " without a path" : ""), not a raw volume")
             }
-            if let problem = Self.writableProblem(path, needed: new.size) { return .fallback(.notRaw, "\(volume) at \(path): \(problem)") }
             let storageID = String(volume.prefix { $0 != ":" })
+            if let activator, let problem = activator.activate(path: path, storageType: storages.first { $0.storage == storageID }?.type ?? "") {
+                return .fallback(.notRaw, "\(volume): \(problem)")
+            }
+            if let problem = Self.writableProblem(path, needed: new.size) { return .fallback(.notRaw, "\(volume) at \(path): \(problem)") }
             if !Self.snapshotStorageTypes.contains(storages.first { $0.storage == storageID }?.type ?? "") { snapshots = false }
             let plan: DeltaPlan
             do { plan = try DeltaPlan.diff(from: old, to: new) } catch { return .fallback(.layoutChanged, "\(error)") }

@@ -15,6 +15,17 @@ struct DeltaWorkload {
     static let changeRate = 0.005
     /// Seconds a delta spends besides writing: snapshot, content guard, marker, snapshot removal.
     static let deltaOverhead = 5.0
+    /// Bytes per second `datastore apply` reads, decompresses and hashes chunks (about 1 GB/s on
+    /// 2 cores, README "PBS datastore tools").
+    static let verifyBytesPerSecond = 1000.0 * 1_048_576
+    /// Chunks verified in the first pass and kept for the write pass (`PBS_STANDBY_APPLY_CACHE_MIB`).
+    static let applyCache = 256.0 * 1_048_576
+
+    /// Seconds a delta of `bytes` changed bytes takes: the verify pass, the second read of what
+    /// the cache could not keep, the writes, and the fixed overhead.
+    static func deltaSeconds(_ bytes: Double, writeBytesPerSecond: Double) -> Double {
+        bytes / verifyBytesPerSecond + max(0, bytes - applyCache) / verifyBytesPerSecond + bytes / writeBytesPerSecond + deltaOverhead
+    }
 
     static func workload() -> Workload {
         var r = Rng(seed: 4)
@@ -44,7 +55,7 @@ struct DeltaWorkload {
 
     /// Lower bound of the mean age with delta restores (no queueing): I/2 + backup + one backup's delta.
     static func lowerDelta(_ w: Workload) -> Double {
-        w.guests.map { g in g.interval / 2 + backupSeconds(g, w) + changeRate * Double(g.size) / w.workerBytesPerSecond + deltaOverhead }
+        w.guests.map { g in g.interval / 2 + backupSeconds(g, w) + deltaSeconds(changeRate * Double(g.size), writeBytesPerSecond: w.workerBytesPerSecond) }
             .reduce(0, +) / Double(w.guests.count)
     }
 
@@ -56,7 +67,8 @@ struct DeltaWorkload {
 
 /// The delta executor as a model, for the benchmark only: it takes the time a delta of this size
 /// would take on the engine's clock — the chunks changed since the copy's backup, 1 − (1 − rate)^k
-/// of the disk after k backups, at the worker's write speed, plus a fixed overhead — then marks the
+/// of the disk after k backups, verified (twice beyond the cache) and written, plus a fixed
+/// overhead (``DeltaWorkload/deltaSeconds(_:writeBytesPerSecond:)``) — then marks the
 /// copy with the new backup as the real executor does. The real executor writes real bytes and is
 /// proven by the tests (DeltaRestoreTests, DeltaCrashTests); this measures what the engine's
 /// scheduling makes of restores that short.
@@ -73,7 +85,7 @@ struct ModelledDeltaExecutor: RestoreExecutor {
         let k = max(1, (Double(action.volid.backupTime - marker.volid.backupTime) / (intervals[action.key.vmid] ?? 900)).rounded())
         let fraction = 1 - pow(1 - DeltaWorkload.changeRate, k)
         let bytes = fraction * Double(action.backup.size)
-        do { try await clock.sleep(bytes / bytesPerSecond + DeltaWorkload.deltaOverhead) } catch { return .interrupted("stopped") }
+        do { try await clock.sleep(DeltaWorkload.deltaSeconds(bytes, writeBytesPerSecond: bytesPerSecond)) } catch { return .interrupted("stopped") }
         let info = Marker.Info(volid: action.volid, targetVmid: action.targetVmid, restoredAt: iso8601(started), vmgenid: cfg.raw["vmgenid"])
         do {
             try await client.setGuestConfig(node: node, type: .vm, vmid: action.targetVmid,

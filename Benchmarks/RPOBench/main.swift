@@ -33,7 +33,7 @@ for w in workloads where w.name == "d" {
     let backup = w.guests.map { DeltaWorkload.backupSeconds($0, w) }
     let fullBounds = (DeltaWorkload.lowerFull(w), Bounds.capacityAware(w, restore: w.guests.map { Double($0.size) / w.workerBytesPerSecond }, backup: backup))
     let deltaBounds = (DeltaWorkload.lowerDelta(w), Bounds.capacityAware(w, restore: w.guests.map {
-        DeltaWorkload.changeRate * Double($0.size) / w.workerBytesPerSecond + DeltaWorkload.deltaOverhead }, backup: backup))
+        DeltaWorkload.deltaSeconds(DeltaWorkload.changeRate * Double($0.size), writeBytesPerSecond: w.workerBytesPerSecond) }, backup: backup))
     results.append(try await runReconciler(w, policyName: "full-only", policy: SchedulingPolicy.order, listingMax: listingMax, start: start,
                                            warmup: warmup, days: days, scenario: scenario, delta: false, bounds: fullBounds))
     results.append(try await runReconciler(w, policyName: "delta", policy: SchedulingPolicy.order, listingMax: listingMax, start: start,

@@ -51,15 +51,20 @@ public struct ImageWriter: Sendable {
     /// may be larger, never smaller.
     ///
     /// - Parameter progress: called with the cumulative bytes written, from worker threads.
+    /// - Parameter willWrite: called once, after every chunk was verified and before the first
+    ///   write: an error thrown before it left the target untouched, one after it may not have.
     /// - Throws: ``DatastoreError/notFound(path:what:)`` for a missing target,
     ///   ``DatastoreError/targetTooSmall(path:size:needed:)`` and chunk errors (with the chunk
-    ///   index) before anything is written.
+    ///   index) before anything is written; I/O errors of the target, or a chunk that changed
+    ///   between the passes, during the writes.
     @discardableResult
-    public func apply(_ plan: DeltaPlan, target: String, progress: (@Sendable (UInt64) -> Void)? = nil) throws(DatastoreError) -> Outcome {
+    public func apply(_ plan: DeltaPlan, target: String, progress: (@Sendable (UInt64) -> Void)? = nil,
+                      willWrite: (() -> Void)? = nil) throws(DatastoreError) -> Outcome {
         let file = try openTarget(target, flags: O_RDWR)
         let size = try file.size()
         guard size >= plan.to.size else { throw .targetTooSmall(path: target, size: size, needed: plan.to.size) }
         let cache = try verifiedChunks(plan)
+        willWrite?()
         return try write(plan, to: file, targetIsZeroed: false, cache: cache, progress: progress)
     }
 

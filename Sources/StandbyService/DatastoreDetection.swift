@@ -44,12 +44,14 @@ public enum DatastoreDetection {
     /// Datastore name → directory from a `datastore.cfg` (PBS section config: `datastore: NAME`,
     /// then indented `key value` lines; pbs-api-types `DataStoreConfig`): `path`, or
     /// `/mnt/datastore/NAME` for a removable datastore (`backing-device`, `absolute_path()`).
+    /// Left out: S3-backed datastores (`backend type=s3`: `path` is only a local cache, the
+    /// chunks are in the bucket) and those in `maintenance-mode type=offline`.
     public static func parse(_ text: String) -> [String: String] {
         var out: [String: String] = [:]
-        var name: String?, path: String?, removable = false
+        var name: String?, path: String?, removable = false, unusable = false
         func flush() {
-            if let name { out[name] = removable ? "/mnt/datastore/\(name)" : path }
-            name = nil; path = nil; removable = false
+            if let name, !unusable { out[name] = removable ? "/mnt/datastore/\(name)" : path }
+            name = nil; path = nil; removable = false; unusable = false
         }
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let line = String(raw)
@@ -61,6 +63,8 @@ public enum DatastoreDetection {
                 guard kv.count == 2, name != nil else { continue }
                 if kv[0] == "path" { path = kv[1].trimmingCharacters(in: .whitespaces) }
                 if kv[0] == "backing-device" { removable = true }
+                if kv[0] == "backend", kv[1].contains("type=s3") { unusable = true }
+                if kv[0] == "maintenance-mode", kv[1].contains("type=offline") { unusable = true }
             } else if !line.trimmingCharacters(in: .whitespaces).isEmpty && !line.hasPrefix("#") {
                 flush()
             }

@@ -160,6 +160,11 @@ extension StateStore {
         try db.write { db in try db.execute(sql: "DELETE FROM delta WHERE historyID = ?", arguments: [historyID]) }
     }
 
+    /// One history row by id.
+    public func historyRow(_ id: Int64) throws -> HistoryRecord? {
+        try db.read { db in try HistoryRecord.fetchOne(db, key: id) }
+    }
+
     /// Stores a finished restore's mode, bytes written and chunk counts on its history row.
     public func recordFacts(_ historyID: Int64, _ facts: RestoreFacts) throws {
         try db.write { db in

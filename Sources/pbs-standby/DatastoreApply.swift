@@ -16,14 +16,24 @@ struct DatastoreApply: ParsableCommand {
     var fromIndex: String?
 
     func run() throws {
-        try reportingErrors { () throws(DatastoreError) in
-            let ds = try options.open()
-            let old: FixedIndex
-            if let fromIndex { old = try FixedIndex(path: fromIndex) } else { old = try options.index(ds, from) }
-            let plan = try DeltaPlan.diff(from: old, to: options.index(ds, to))
-            let started = ContinuousClock.now
-            let outcome = try ImageWriter(source: ds.chunks, workers: chunkWorkers(), cacheBytes: applyCacheBytes()).apply(plan, target: target)
-            printSummary("apply", outcome, of: plan, since: started)
+        // Whether the write pass began: the last stderr line of a failure says whether the target
+        // may be partly written (the service's delta writer reads it).
+        final class Began: @unchecked Sendable { var value = false }
+        let began = Began()
+        do {
+            try reportingErrors { () throws(DatastoreError) in
+                let ds = try options.open()
+                let old: FixedIndex
+                if let fromIndex { old = try FixedIndex(path: fromIndex) } else { old = try options.index(ds, from) }
+                let plan = try DeltaPlan.diff(from: old, to: options.index(ds, to))
+                let started = ContinuousClock.now
+                let outcome = try ImageWriter(source: ds.chunks, workers: chunkWorkers(), cacheBytes: applyCacheBytes())
+                    .apply(plan, target: target, willWrite: { began.value = true })
+                printSummary("apply", outcome, of: plan, since: started)
+            }
+        } catch {
+            printError(began.value ? "apply: the target may be partly written" : "apply: nothing was written")
+            throw error
         }
     }
 }

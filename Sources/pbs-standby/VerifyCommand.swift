@@ -13,7 +13,8 @@ struct VerifyCommand: AsyncParsableCommand {
     func run() async throws {
         try await exitOnError {
             let ctx = try await GuestCommandContext(global, guests)
-            let verifier = CopyVerifier(operations: ctx.operations)
+            let config = await detectDatastores(ctx.config, transport: ctx.operations.client.transport)
+            let verifier = CopyVerifier(operations: GuestOperations(config: config, client: ctx.operations.client, store: ctx.store))
             var code: Int32 = 0
             for m in ctx.matches {
                 switch await verifier.verify(m.key) {

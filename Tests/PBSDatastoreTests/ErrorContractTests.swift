@@ -35,6 +35,9 @@ struct ErrorContractTests {
         #expect(r.status == 3, "\(r.stderr)", sourceLocation: sourceLocation)
         for m in mentions { #expect(r.stderr.contains(m), "stderr names \(m): \(r.stderr)", sourceLocation: sourceLocation) }
         #expect(try bytes(target) == a, "target untouched", sourceLocation: sourceLocation)
+        // The last line says so (the service's delta writer keeps the copy only on this line).
+        #expect(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix("apply: nothing was written"), "\(r.stderr)",
+                sourceLocation: sourceLocation)
     }
 
     @Test(arguments: [("bad-crc", 12, "CRC32 mismatch"), ("bad-digest", 12, "expected digest"), ("bad-digest", 5, "expected digest"),

@@ -331,9 +331,9 @@ struct DeltaRestoreTests {
     }
 
     /// An open delta whose copy was started meanwhile is not run again: a guest that ran wrote
-    /// its disks. The copy keeps its `rewriting` marker (never taken as whole) and the failure
-    /// says to restore it in full.
-    @Test func openDeltaOfAStartedCopyIsNotRunAgain() async throws {
+    /// its disks. Nothing is written by a delta; the record ends, the copy keeps its `rewriting`
+    /// marker (never taken as whole) and the next pass restores it in full with PVE.
+    @Test func openDeltaOfAStartedCopyIsRestoredInFull() async throws {
         let (rig, dir) = try Self.rig(storageType: "dir", withoutSnapshot: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try await Self.copyThenNewBackup(rig)
@@ -343,12 +343,19 @@ struct DeltaRestoreTests {
         rig.clock.advance(by: 5)
         #expect(rig.simulator.adminStart(vmid: 101) && rig.simulator.adminStop(vmid: 101))
         let before = try Self.sha(copy, bytes: 24 << 20)
+        let posts = rig.restores(vmid: 101).count
         await rig.once()
-        let all = try rig.store.allHistory()
-        let h = try #require(all.first { $0.id == id })
-        #expect(h.outcome == .failure && (h.error ?? "").contains("not run again"), "\(h)")
-        #expect(try Self.sha(copy, bytes: 24 << 20) == before, "nothing written")
-        #expect(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description)?.rewriting == to)
+        let h = try #require(try rig.store.historyRow(id))
+        #expect(h.outcome == .skipped && (h.error ?? "").contains("cannot be finished"), "\(h)")
+        #expect(try rig.store.openDeltas().isEmpty && rig.restores(vmid: 101).count == posts, "nothing written by a delta")
+        #expect(try Self.sha(copy, bytes: 24 << 20) == before)
+        #expect(Marker.parse(rig.simulator.guestConfigSnapshot(101)?.description)?.rewriting == to, "never taken as whole")
+        rig.clock.advance(by: 60)
+        await rig.once()
+        let full = try Self.last(rig)
+        #expect(full.outcome == .success && full.mode == "full" && full.fallbackReason == "old_index_missing", "\(full)")
+        let (image, size) = try Self.fullImage(dir, to.description)
+        #expect(try Self.sha(copy, bytes: size) == Self.sha(image, bytes: size))
     }
 
     /// A failed PVE restore leaves a config without our marker (§3.1 step 3): the next restore
@@ -470,6 +477,14 @@ struct DatastoreDetectionTests {
 
         datastore: broken
         \tcomment no path
+
+        datastore: bucket
+        \tpath /var/cache/bucket
+        \tbackend type=s3,client=minio,bucket=pbs
+
+        datastore: away
+        \tpath /srv/away
+        \tmaintenance-mode type=offline
         """
         #expect(DatastoreDetection.parse(text) == ["store1": "/mnt/datastore/store1", "usb": "/mnt/datastore/usb"])
     }

@@ -8,11 +8,9 @@ extension Reconciler {
     /// At start: restores recorded as running are followed to their real end, never restarted.
     func reattach(spawn: (@escaping @Sendable () async -> Void) -> Void) async {
         let c = context
-        // Deltas left open (a stop mid-delta, or a failed write without snapshot): run again from
-        // their records before any pass plans (no PVE task to follow; the copy may carry our lock).
+        // Deltas left open are run again by ``resumeOpenDeltas(spawn:)`` before each pass (no PVE
+        // task to follow); their rows are not re-attached here.
         let open = (try? c.store.openDeltas()) ?? []
-        let history = open.isEmpty ? [] : ((try? c.store.allHistory()) ?? [])
-        for record in open { await resumeDelta(record, history.first { $0.id == record.historyID }, spawn: spawn) }
         guard let running = try? c.store.runningRestores(), !running.isEmpty else { return }
         let openIDs = Set(open.map(\.historyID))
         for h in running where !openIDs.contains(h.id ?? -1) {

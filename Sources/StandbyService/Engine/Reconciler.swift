@@ -174,6 +174,7 @@ public final class Reconciler: Service, Sendable {
     /// Observe → plan → act → publish. Restores start through `spawn` (a task group's addTask).
     public func pass(spawn: (@escaping @Sendable () async -> Void) -> Void) async {
         applyEvents()
+        await resumeOpenDeltas(spawn: spawn)
         let now = context.clock.now()
         guard let observation = await observe(now: now) else {
             publish(loopAt: now)

@@ -196,8 +196,9 @@ struct DeltaEligibility: Sendable {
         let ours = ((try? store?.restoreUPIDs(targetVmid: vmid)) ?? []).union((try? store?.ourTasks(targetVmid: vmid)) ?? [])
         for t in tasks where t.upid.startTime >= since - 1 && t.upid.id == String(vmid) {
             let starts = ["qmstart", "hastart", "qmresume"].contains(t.upid.type)
-            // A start that failed (e.g. `VM is locked (rollback)` during a delta) never ran the guest.
-            if starts, let st = t.status, st != "OK", st != "RUNNING", !st.hasPrefix("WARNINGS") { continue }
+            // A start refused for our lock (`VM is locked (rollback)` during a delta) never ran the
+            // guest; any other failed start may have (QEMU can run on after a start timeout).
+            if starts, let st = t.status, st.hasPrefix("VM is locked") { continue }
             if starts || !ours.contains(t.upid.description) { return "task \(t.upid.type) (\(t.upid)) ran on \(vmid) after its restore" }
         }
         return nil

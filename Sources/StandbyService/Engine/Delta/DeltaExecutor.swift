@@ -41,10 +41,17 @@ struct DeltaExecutor: RestoreExecutor {
             return await full.restore(action, historyID: historyID, started: started, run: run)
         }
         // A delta left open (a crash, a failed write without snapshot): finish it first; a stale
-        // record (the copy no longer holds what it names) is ended without writing.
-        if let open = try? c.store.openDelta(targetVmid: action.targetVmid), open.historyID != historyID,
-           let resumed = await resume(open, action: action, run: run) {
-            guard case .success = resumed else { return resumed }
+        // record (the copy no longer holds what it names) is ended without writing; a copy that
+        // cannot be finished (started or touched meanwhile) is restored in full by PVE.
+        if let open = try? c.store.openDelta(targetVmid: action.targetVmid), open.historyID != historyID {
+            switch await resume(open, action: action, run: run) {
+            case .stale: break
+            case .done(let outcome): guard case .success = outcome else { return outcome }
+            case .cannotResume(let why):
+                await abandon(open)
+                return await fallBack(action, historyID: historyID, started: started, run: run, reason: .touchedSinceRestore,
+                                      why: "the open delta into \(open.toVolid) cannot be finished: \(why)")
+            }
         }
         switch await DeltaEligibility(context: c, keeper: keeper).check(action, source: source) {
         case .fallback(let reason, let why):
@@ -158,9 +165,6 @@ struct DeltaExecutor: RestoreExecutor {
             return .failure(reason: .stateError, message: "delta record \(record.historyID) names unreadable volids")
         }
         let since = iso8601(record.startedAt)
-        if resumed, let touched = await DeltaEligibility(context: c, keeper: keeper).touchingTask(vmid, since: since) {
-            return .failure(reason: .deltaError, message: "the open delta into \(to) is not run again: \(touched); the copy is not whole (restore it in full)")
-        }
         var bytes: Int64 = 0, changed = 0, total = 0
         for (i, disk) in disks.enumerated() {
             let args = DeltaWriter.arguments(datastore: datastore, namespace: namespace, from: from.snapshot, to: to.snapshot,
@@ -183,6 +187,9 @@ struct DeltaExecutor: RestoreExecutor {
         // Whole again — unless something started or changed the copy meanwhile.
         if let touched = await DeltaEligibility(context: c, keeper: keeper).touchingTask(vmid, since: since) {
             return await failedWrite(record, message: "\(touched) while its disks were written")
+        }
+        if let s = try? await c.client.guestStatus(node: c.node, type: .vm, vmid: vmid), s.status != "stopped" {
+            return await failedWrite(record, message: "the copy is \(s.status) after its disks were written")
         }
         let now = c.clock.now()
         let cfg: GuestConfig
@@ -227,6 +234,10 @@ struct DeltaExecutor: RestoreExecutor {
             }
             c.observer.invalidate(vmid)
         } catch {
+            // Locked again: the copy is half-written (the marker still says rewriting).
+            if locks, let cfg = try? await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid), cfg.lock == nil {
+                try? await c.client.setVMLock(node: c.node, vmid: vmid, lock: Self.rewriteLock, digest: cfg.digest)
+            }
             return .failure(reason: .deltaError, message: "\(message); the rollback to \(snapshot) failed too (\(error)): the copy is not startable")
         }
         await unmark(record)
@@ -292,24 +303,62 @@ struct DeltaExecutor: RestoreExecutor {
         return why
     }
 
-    /// Runs a delta left open (a crash, a failed write without snapshot) to its end. Nil when the
-    /// record is stale — the copy's marker no longer says it holds `from` being rewritten into
-    /// `to` (destroyed, restored in full since): the record is ended and nothing written.
-    func resume(_ record: DeltaRecord, action: RestoreAction, run: RestoreRun) async -> RestoreOutcome? {
+    /// What running an open delta again came to.
+    enum Resumed: Sendable {
+        /// The record no longer describes the copy: ended, nothing written.
+        case stale
+        /// Run (or tried): how it ended.
+        case done(RestoreOutcome)
+        /// The copy is not whole and cannot be finished by a delta (started, touched or
+        /// locked by someone else meanwhile): only a full restore makes it whole.
+        case cannotResume(String)
+    }
+
+    /// Runs a delta left open (a crash, a failed write without snapshot) to its end: the copy
+    /// still marked `<from> … rewriting <to>`, stopped, untouched since the record began; our
+    /// lock set again (pvesh) and an inactive LVM-thin volume activated before the writes.
+    func resume(_ record: DeltaRecord, action: RestoreAction, run: RestoreRun) async -> Resumed {
         let c = context, vmid = record.targetVmid
         guard let source = c.config.sources.first(where: { $0.storage == record.source }), let ds = source.datastorePath else {
-            return .failure(reason: .configError, message: "an open delta of \(vmid) needs the datastore of source \(record.source)")
+            return .done(.failure(reason: .configError, message: "an open delta of \(vmid) needs the datastore of source \(record.source)"))
         }
         let cfg: GuestConfig
         do { cfg = try await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid) } catch {
-            return .failure(reason: .apiError, message: "an open delta of \(vmid): the copy's config cannot be read (\(error))")
+            return .done(.failure(reason: .apiError, message: "an open delta of \(vmid): the copy's config cannot be read (\(error))"))
         }
-        if staleness(record, cfg) != nil { return nil }
-        if let why = await mustNotChange(action, ownLock: true) {
-            return .failure(reason: .deltaError, message: "the open delta into \(record.toVolid) is not run again: \(why)")
+        if staleness(record, cfg) != nil { return .stale }
+        if let why = await mustNotChange(action, ownLock: true) { return .cannotResume(why) }
+        if let touched = await DeltaEligibility(context: c, keeper: keeper).touchingTask(vmid, since: iso8601(record.startedAt)) {
+            return .cannotResume(touched)
+        }
+        if locks && cfg.lock == nil {
+            do { try await c.client.setVMLock(node: c.node, vmid: vmid, lock: Self.rewriteLock, digest: cfg.digest) } catch {
+                return .done(.failure(reason: .apiError, message: "the copy could not be locked before the open delta runs again: \(error)"))
+            }
+        }
+        let storages = (try? await c.client.storages(node: c.node)) ?? []
+        let activator = VolumeActivator(lvchange: c.config.restore.lvchangePath)
+        for disk in record.diskList {
+            let type = storages.first { $0.storage == String(disk.volume.prefix { $0 != ":" }) }?.type ?? ""
+            if let problem = activator.activate(path: disk.path, storageType: type) {
+                return .done(.failure(reason: .deltaError, message: "the open delta into \(record.toVolid): \(disk.volume): \(problem)"))
+            }
         }
         c.logger.notice("running an open delta again", metadata: ["vmid": "\(record.vmid)", "to": "\(record.toVolid)"])
-        return await runWrites(record, datastore: ds, namespace: source.datastoreNamespace, run: run, resumed: true)
+        return .done(await runWrites(record, datastore: ds, namespace: source.datastoreNamespace, run: run, resumed: true))
+    }
+
+    /// Gives up an open delta whose copy a delta cannot finish: the record ends and our lock goes
+    /// (a full restore refuses a locked VM); the marker keeps `rewriting` until PVE's restore
+    /// replaces the copy.
+    func abandon(_ record: DeltaRecord) async {
+        let c = context, vmid = record.targetVmid
+        if locks, let cfg = try? await c.client.guestConfig(node: c.node, type: .vm, vmid: vmid), cfg.lock == Self.rewriteLock, let digest = cfg.digest {
+            try? await c.client.clearVMLock(node: c.node, vmid: vmid, digest: digest)
+            c.observer.invalidate(vmid)
+        }
+        c.writer.persist("end of delta \(record.historyID)") { try $0.endDelta(record.historyID) }
+        writer.clean(record)
     }
 
     /// After any good restore of a VM: keep the indexes of the backup the copy now holds (sources

@@ -26,8 +26,8 @@ struct DeltaWriter: Sendable {
     enum Result: Sendable, Equatable {
         /// Written and synced: bytes written, chunks changed, chunks of the image.
         case written(bytes: Int64, changed: Int, total: Int)
-        /// The tool found bad data before writing anything of this run (exit 3: corrupt or
-        /// missing chunk, index checksum).
+        /// The tool found bad data before writing anything of this run (exit 3 and `apply:
+        /// nothing was written`: corrupt or missing chunk, index checksum).
         case dataError(String)
         /// Any other failure (the target may be partly written).
         case failed(String)
@@ -114,7 +114,9 @@ struct DeltaWriter: Sendable {
         let err = ((try? String(contentsOfFile: "\(b).err", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         switch code {
         case 0: return Self.summary(err) ?? .failed("the delta writer printed no summary: \(err)")
-        case 3: return .dataError(err)
+        // Exit 3 before the first write ("nothing was written"): the target is untouched. A data
+        // error during the writes (I/O, a chunk changed between the passes) may have written some.
+        case 3 where err.hasSuffix("apply: nothing was written"): return .dataError(err)
         default: return .failed("the delta writer exited with \(code): \(err)")
         }
     }

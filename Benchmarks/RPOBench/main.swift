@@ -16,8 +16,9 @@ while let a = args.popFirst() {
     case "--csv": csvPath = args.popFirst() ?? csvPath
     case "--workload": only = Set((args.popFirst() ?? "").split(separator: ",").map(String.init))
     case "--listing-max": listingMax = Int64(args.popFirst() ?? "") ?? listingMax
+    case "--verify-mib-per-s": DeltaWorkload.verifyBytesPerSecond = (Double(args.popFirst() ?? "") ?? 1000) * 1_048_576
     default:
-        FileHandle.standardError.write(Data("usage: rpo-bench [--quick] [--csv FILE] [--workload a,b,c,d] [--listing-max SECONDS]\n".utf8))
+        FileHandle.standardError.write(Data("usage: rpo-bench [--quick] [--csv FILE] [--workload a,b,c,d] [--listing-max SECONDS] [--verify-mib-per-s N]\n".utf8))
         exit(2)
     }
 }

@@ -19,7 +19,7 @@ struct DeltaCrashTests {
         pbs_storages: [{id: pbs-prod, datastore: store1}]
         target_storages: [{id: local-lvm, type: lvmthin, total_gib: 4000}]
         backups:
-          - {vmid: 300, type: vm, name: big, disks_gib: [4], interval: 1h, history: 1, image_bytes: 33554432, change_rate: 0.5}
+          - {vmid: 300, type: vm, name: big, disks_gib: [4], interval: 1d, history: 1, image_bytes: 33554432, change_rate: 0.5}
         """
         let sim = try SimulatorProcess(scenario: scenario)
         defer { sim.stop() }
@@ -80,7 +80,7 @@ struct DeltaCrashTests {
         await sim.stopTicking()
         #expect(full, "the first copy was restored")
         // A newer backup: the delta starts; kill -9 once its writer runs.
-        sim.advance(3600 + 120)  // the next hourly backup, complete (4 GiB at 500 MiB/s)
+        sim.advance(86400 + 120)  // the next daily backup, complete (4 GiB at 500 MiB/s); no other comes during the test
         sim.startTicking(step: 5)  // the snapshot task before the delta's first write must end
         for _ in 0..<300 where !FileManager.default.fileExists(atPath: root + "/writer.started") { try await Task.sleep(for: .milliseconds(50)) }
         #expect(FileManager.default.fileExists(atPath: root + "/writer.started"), "\(history())\n\(logs())")

@@ -74,7 +74,9 @@ struct PveshStopTests {
         defer { sim.stop() }
         let config = try Self.config(sim, detach: detach)
         let env = ["PVESH_STANDIN_URL": sim.url, "PVESH_STANDIN_TOKEN": sim.token]
-        sim.startTicking()
+        // Simulated time stands still until the service is stopped: the restore task runs (it
+        // needs no ticks to start) and cannot end before the stop however slow a loaded machine
+        // makes the pvesh stand-in chain; ticking resumes after the stop so a detached task ends.
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["once", "--config.file", config]
@@ -88,7 +90,7 @@ struct PveshStopTests {
         // The stop comes while the restore runs and, detached, after the service recorded its task
         // (a stop before the UPID is recorded is another case: re-attach then searches the task
         // list). A pvesh child's UPID is known only when pvesh returns, at the task's end.
-        for _ in 0..<400 {
+        for _ in 0..<1200 {
             let recorded = (try? String(contentsOfFile: log, encoding: .utf8))?.contains("restore task started") ?? false
             if Self.taskStatus(sim) == "RUNNING" && (recorded || !detach) { break }
             try await Task.sleep(for: .milliseconds(25))
@@ -98,7 +100,8 @@ struct PveshStopTests {
         // The service stops: systemd signals every process of its cgroup, i.e. `once` and all it started.
         for pid in Self.tree(p.processIdentifier) { kill(pid, SIGTERM) }
         p.waitUntilExit()
-        for _ in 0..<600 {
+        sim.startTicking()
+        for _ in 0..<2400 {
             if Self.taskStatus(sim) != "RUNNING" { break }
             try await Task.sleep(for: .milliseconds(25))
         }

@@ -12,25 +12,37 @@ import Glibc
 struct DeltaJob: Sendable {
     /// One disk: the copy's volume and the two indexes of its archive.
     struct Disk: Sendable {
+        /// The config key (`scsi0`).
         var drive: String
+        /// The archive (`drive-scsi0.img.fidx`).
         var archive: String
+        /// The copy's volume id.
         var volume: String
+        /// Its file or block device.
         var path: String
+        /// The chunks to write.
         var plan: DeltaPlan
         /// The kept index of the old backup, when its snapshot is no longer in the datastore.
         var fromIndex: String?
     }
+    /// The local datastore.
     var datastore: Datastore
+    /// Its namespace of the source's backups.
     var namespace: String
+    /// The backup the copy holds.
     var from: Volid
+    /// The backup it becomes.
     var to: Volid
+    /// Every disk of the copy.
     var disks: [Disk]
     /// The copy's config as read for the checks (description, digest, vmgenid).
     var config: GuestConfig
     /// The copy's storage can snapshot it (LVM-thin, ZFS, Ceph RBD).
     var snapshots: Bool
 
+    /// Chunks to write, over all disks.
     var chunksChanged: Int { disks.reduce(0) { $0 + $1.plan.changed.count } }
+    /// Chunks of all disks.
     var chunksTotal: Int { disks.reduce(0) { $0 + $1.plan.to.chunkCount } }
 }
 
@@ -57,8 +69,11 @@ struct DeltaEligibility: Sendable {
         self.keeper = keeper
     }
 
+    /// What the checks decided.
     enum Verdict: Sendable {
+        /// A delta can run.
         case eligible(DeltaJob)
+        /// PVE restores in full, for this reason and detail.
         case fallback(DeltaFallback, String)
     }
 
@@ -66,6 +81,7 @@ struct DeltaEligibility: Sendable {
     /// LVMThinPlugin, ZFSPoolPlugin, RBDPlugin; raw files on `dir` and thick `lvm` cannot).
     static let snapshotStorageTypes: Set<String> = ["lvmthin", "zfspool", "rbd"]
 
+    /// Checks a planned restore over a copy, cheapest and most certain first.
     func check(_ action: RestoreAction, source: StandbyConfig.Source) async -> Verdict {
         guard action.type == .vm else { return .fallback(.notVM, "a container's archives are dynamic indexes (.didx)") }
         guard let dsPath = source.datastorePath else { return .fallback(.noDatastore, "no datastore_path for source \(source.storage)") }

@@ -62,10 +62,9 @@ public struct CopyVerifier: Sendable {
         var disks: [Disk] = []
         for (drive, volume) in DeltaEligibility.drives(cfg.raw).sorted(by: { $0.key < $1.key }) {
             let archive = "drive-\(drive).img.fidx"
-            let index: FixedIndex
-            if let inStore = try? datastore.openFixedIndex(snapshot: snapshot, archive: archive) { index = inStore } else if let kept = keeper.index(key, volid, archive: archive) {
-                index = kept
-            } else { return .notVerifiable("the index \(archive) of \(volid) is neither in \(dsPath) nor kept") }
+            guard let (index, _) = keeper.lookup(key, volid, archive: archive, datastore: datastore, snapshot: snapshot) else {
+                return .notVerifiable("the index \(archive) of \(volid) is neither in \(dsPath) nor kept")
+            }
             let info: VolumeInfo
             do { info = try await client.volumeInfo(node: node, volume: volume) } catch { return .notVerifiable("\(volume): \(error)") }
             guard info.format == "raw", let path = info.path else { return .notVerifiable("\(volume) is not a raw volume with a path") }

@@ -25,15 +25,7 @@ extension Reconciler {
                 }
                 continue
             }
-            let source = config.sources.first { $0.storage == h.source }
-            var settings = source.map { config.effective(source: $0, vmid: h.vmid) }
-                ?? GuestSettings(targetVmid: h.targetVmid, targetStorage: nil, priority: 0, rpoTarget: config.restore.rpoTarget, startAfterRestore: false)
-            // The slot the task restores into is the one recorded (with keep_previous it is not
-            // always the primary).
-            settings.targetVmid = h.targetVmid
-            let record = try? c.store.guest(key)
-            let action = RestoreAction(key: key, type: volid.type, node: c.node, backup: BackupEntry(volid: volid, ctime: volid.backupTime, size: h.bytes),
-                                       settings: settings, liveVmid: record?.liveVmid.flatMap { $0 == h.targetVmid ? nil : $0 }, pool: source?.pool)
+            let action = recordedAction(key, volid: volid, targetVmid: h.targetVmid, bytes: h.bytes, executor: .pveTask)
             state.withLock { $0.inFlight[key] = InFlight(volid: volid, startedAt: h.startedAt, upid: upid) }
             let meta: Logger.Metadata = ["vmid": "\(h.vmid)", "upid": "\(upid)", "volid": "\(volid)"]
             c.logger.info("re-attaching to a restore task started before the restart", metadata: meta)
@@ -48,6 +40,20 @@ extension Reconciler {
                 await self.finish(action, outcome: outcome, end: end, giveUp: giveUp, meta: meta)
             })
         }
+    }
+
+    /// The action of a restore recorded in the state file (re-attached or resumed after a
+    /// restart): the guest's settings, into the slot recorded (with keep_previous it is not always
+    /// the primary), the other slot's live copy, the source's pool.
+    func recordedAction(_ key: GuestKey, volid: Volid, targetVmid: Int, bytes: Int64, executor: ExecutorKind) -> RestoreAction {
+        let source = config.sources.first { $0.storage == key.source }
+        var settings = source.map { config.effective(source: $0, vmid: key.vmid) }
+            ?? GuestSettings(targetVmid: targetVmid, targetStorage: nil, priority: 0, rpoTarget: config.restore.rpoTarget, startAfterRestore: false)
+        settings.targetVmid = targetVmid
+        let record = try? context.store.guest(key)
+        return RestoreAction(key: key, type: volid.type, node: context.node, backup: BackupEntry(volid: volid, ctime: volid.backupTime, size: bytes),
+                             settings: settings, liveVmid: record?.liveVmid.flatMap { $0 == targetVmid ? nil : $0 }, pool: source?.pool,
+                             executor: executor)
     }
 
     /// Crashed between the POST and storing the UPID: the task in the node's list

@@ -129,14 +129,8 @@ struct DeltaEligibility: Sendable {
             do { new = try datastore.openFixedIndex(snapshot: toSnap, archive: archive) } catch {
                 return .fallback(.chunkMissing, "\(error)")
             }
-            var fromIndex: String?
-            let old: FixedIndex
-            if let inStore = try? datastore.openFixedIndex(snapshot: fromSnap, archive: archive) { old = inStore } else {
-                guard let kept = keeper.index(action.key, from, archive: archive) else {
-                    return .fallback(.oldIndexMissing, "the index \(archive) of \(from) is neither in \(datastore.path) nor kept in \(keeper.root)")
-                }
-                old = kept
-                fromIndex = keeper.indexPath(action.key, from, archive: archive)
+            guard let (old, fromIndex) = keeper.lookup(action.key, from, archive: archive, datastore: datastore, snapshot: fromSnap) else {
+                return .fallback(.oldIndexMissing, "the index \(archive) of \(from) is neither in \(datastore.path) nor kept in \(keeper.root)")
             }
             guard old.size == new.size, old.chunkSize == new.chunkSize else {
                 return .fallback(.layoutChanged, "\(archive): \(old.size) bytes in \(from), \(new.size) in \(to)")

@@ -39,14 +39,7 @@ extension Reconciler {
             }
             return
         }
-        let source = config.sources.first { $0.storage == record.source }
-        var settings = source.map { config.effective(source: $0, vmid: record.vmid) }
-            ?? GuestSettings(targetVmid: record.targetVmid, targetStorage: nil, priority: 0, rpoTarget: config.restore.rpoTarget, startAfterRestore: false)
-        settings.targetVmid = record.targetVmid
-        let guest = try? c.store.guest(key)
-        let action = RestoreAction(key: key, type: .vm, node: c.node, backup: BackupEntry(volid: volid, ctime: volid.backupTime, size: h?.bytes ?? 0),
-                                   settings: settings, liveVmid: guest?.liveVmid.flatMap { $0 == record.targetVmid ? nil : $0 },
-                                   pool: source?.pool, executor: .delta)
+        let action = recordedAction(key, volid: volid, targetVmid: record.targetVmid, bytes: h?.bytes ?? 0, executor: .delta)
         state.withLock { $0.inFlight[key] = InFlight(volid: volid, startedAt: record.startedAt) }
         let meta: Logger.Metadata = ["vmid": "\(record.vmid)", "volid": "\(volid)", "target_vmid": "\(record.targetVmid)"]
         c.logger.info("running an open delta restore again", metadata: meta)

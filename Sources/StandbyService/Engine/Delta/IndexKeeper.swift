@@ -31,6 +31,14 @@ struct IndexKeeper: Sendable {
         directory(key, volid) + "/" + archive
     }
 
+    /// The index of `archive` of the backup `volid` (snapshot `snapshot`): from the datastore, else
+    /// the kept copy (then with its path, for `datastore apply --from-index`); nil when neither.
+    func lookup(_ key: GuestKey, _ volid: Volid, archive: String, datastore: Datastore, snapshot: SnapshotRef) -> (index: FixedIndex, keptPath: String?)? {
+        if let inStore = try? datastore.openFixedIndex(snapshot: snapshot, archive: archive) { return (inStore, nil) }
+        guard let kept = index(key, volid, archive: archive) else { return nil }
+        return (kept, indexPath(key, volid, archive: archive))
+    }
+
     /// The kept backup config of `volid`, when there is one.
     func config(_ key: GuestKey, _ volid: Volid) -> String? {
         try? String(contentsOfFile: directory(key, volid) + "/qemu-server.conf", encoding: .utf8)

@@ -54,10 +54,15 @@ public final class PVESimulator: Sendable {
         /// The token's ACLs (nil: it may do everything; see SimulatorPermissions.swift). Saved
         /// states without them take the scenario's.
         var acls: [Scenario.ACL]? = nil
+        /// Boot behaviours set by tests over the scenario's `boot:` (nil: none; SimulatorBoot.swift).
+        var bootOverrides: [Int: Scenario.BootBehaviour]? = nil
+        /// The last ``SimGuest/dataGeneration`` handed out (nil: none yet).
+        var dataCounter: Int? = nil
 
         // Everything but the listing cache, which is rebuilt on demand.
         private enum CodingKeys: String, CodingKey {
             case guests, tasks, taskOrder, unsettled, journal, faults, restoreFails, targetUsed, rng, pid, taskFailureProbability, idRng, acls
+            case bootOverrides, dataCounter
         }
     }
 
@@ -173,7 +178,7 @@ public final class PVESimulator: Sendable {
             task.lines = task.lines.filter { $0.0 <= now } + [(now, "TASK ERROR: interrupted by signal")]
             task.exitStatus = "interrupted by signal"
             switch task.effect {
-            case .restoreSucceeded(let vmid, let type, _, _, _, let disks, let storage, _, _, let diskStorages):
+            case .restoreSucceeded(let vmid, let type, _, _, _, let disks, let storage, _, _, let diskStorages, _):
                 // The new volumes, counted when the task began, are freed again (§3.1 step 3, §3.2).
                 var release: [String: Int64] = [:]
                 for (i, d) in disks.enumerated() { release[i < (diskStorages?.count ?? 0) ? diskStorages![i] : storage, default: 0] += d }
@@ -184,6 +189,13 @@ public final class PVESimulator: Sendable {
                 // A killed snapshot worker commits nothing and leaves its lock (AbstractConfig.pm
                 // sets it in the worker and removes it only at the end) [unverified: not run].
                 task.effect = .none
+            case .cloneFinished(let source, let newid):
+                // The clone worker's SIGTERM handler dies "interrupted by signal"; its cleanup frees
+                // the new volumes and the config (qemu-server API2/Qemu.pm:4678-4700; pve-container
+                // API2/LXC.pm:2249-2272, which also unlocks the source).
+                task.effect = .cloneFailed(source: source, newid: newid, release: s.guests[newid]?.usage ?? [:])
+                task.lines[task.lines.count - 1].1 = "TASK ERROR: clone failed: interrupted by signal"
+                task.exitStatus = "clone failed: interrupted by signal"
             default: break
             }
             s.tasks[upid.description] = task
@@ -212,13 +224,18 @@ public final class PVESimulator: Sendable {
     }
 
     /// Changes a guest's power state or lock directly (an operator outside pbs-standby).
+    /// A change to `running` counts as a start now (its boot begins, SimulatorBoot.swift).
     public func modifyGuest(_ vmid: Int, status: String? = nil, lock: String?? = nil, protection: Bool? = nil) {
+        let now = clock.now()
         state.withLock { s in
             guard var g = s.guests[vmid] else { return }
-            if let status { g.status = status }
             if let lock { g.lock = lock }
             if let protection { g.protection = protection }
             s.guests[vmid] = g
+            if let status {
+                if status == "running" || status == "stopped" { setPowerState(&s, vmid, running: status == "running", at: now) }
+                else { s.guests[vmid]?.status = status }
+            }
         }
     }
 
@@ -355,14 +372,15 @@ public final class PVESimulator: Sendable {
         case (.get, 3, "tasks") where rest[2] == "log": return taskLog(s, now: now, rest[1], p)
         case (.post, 1, "qemu"): return restoreVM(&s, now: now, p)
         case (.post, 1, "lxc"): return restoreCT(&s, now: now, p)
-        case (_, 2, "qemu"), (_, 2, "lxc"), (_, 3, "qemu"), (_, 3, "lxc"), (_, 4, "qemu"), (_, 4, "lxc"), (_, 5, "qemu"):
+        case (.get, 1, "status"): return nodeStatus(s, now: now)
+        case (_, 2, "qemu"), (_, 2, "lxc"), (_, 3, "qemu"), (_, 3, "lxc"), (_, 4, "qemu"), (_, 4, "lxc"), (_, 5, "qemu"), (_, 5, "lxc"):
             guard let type = GuestType(apiType: rest[0]), let vmid = Int(rest[1]) else { return notImplemented(method, path) }
             return guestCall(&s, now: now, method, type, vmid, Array(rest.dropFirst(2)), p, path: path)
         default: return notImplemented(method, path)
         }
     }
 
-    private func notImplemented(_ method: APIMethod, _ path: String) -> SimResult {
+    func notImplemented(_ method: APIMethod, _ path: String) -> SimResult {
         .error(status: 501, message: "Method '\(method.rawValue) /\(path.hasPrefix("/") ? String(path.dropFirst()) : path)' not implemented\n", errors: [:])
     }
 
@@ -531,8 +549,11 @@ public final class PVESimulator: Sendable {
             var o: [String: JSONValue] = [
                 "id": .string("\(g.type.apiType)/\(g.vmid)"), "vmid": .number(Double(g.vmid)), "type": .string(g.type.apiType),
                 "node": .string(g.node), "status": .string(status), "template": .number(0),
-                "maxdisk": .number(Double(g.disks.first ?? 0)),  // the boot disk (VM) or rootfs (CT) only (§13.4) "maxcpu": .number(2), "maxmem": .number(2 * 1_073_741_824),
-                "cpu": .number(0), "mem": .number(0), "disk": .number(0), "uptime": .number(0),
+                "maxdisk": .number(Double(g.disks.first ?? 0)),  // the boot disk (VM) or rootfs (CT) only (§13.4)
+                // `maxmem` from the config's `memory`, `mem` all of it while running (SimulatorBoot.swift).
+                "maxcpu": .number(2), "maxmem": .number(Double(Self.memoryMiB(g) << 20)),
+                "mem": .number(g.status == "running" ? Double(Self.memoryMiB(g) << 20) : 0),
+                "cpu": .number(0), "disk": .number(0), "uptime": .number(Double(uptime(g, now: now))),
             ]
             if status != "unknown" { o["name"] = .string(g.name) }  // no name until pvestatd reports (§5.1)
             if let l = g.lock { o["lock"] = .string(l) }
@@ -550,29 +571,17 @@ public final class PVESimulator: Sendable {
             return .error(status: 500, message: "Configuration file 'nodes/\(scenario.node)/\(file)/\(vmid).conf' does not exist\n", errors: [:])
         }
         let kind = type == .vm ? "VM" : "CT"
-        if type == .vm, rest.first == "snapshot" { return snapshotCall(&s, now: now, method, g, Array(rest.dropFirst()), p, path: path) }
+        if rest.first == "snapshot" { return snapshotCall(&s, now: now, method, g, Array(rest.dropFirst()), p, path: path) }
+        if type == .vm, rest.first == "agent" { return agentCall(s, now: now, method, g, Array(rest.dropFirst()), path: path) }
         switch (method, rest) {
         case (.get, ["config"]):
-            var o: [String: JSONValue] = ["digest": .string(g.digest)]
-            o[type == .vm ? "name" : "hostname"] = .string(g.name)
-            if let d = g.description { o["description"] = .string(d) }
-            if !g.tags.isEmpty { o["tags"] = .string(g.tags.joined(separator: ";")) }
-            if let l = g.lock { o["lock"] = .string(l) }
-            if g.protection { o["protection"] = .number(1) }
-            // `vmgenid` is a VM config key (§3.1 step 2); `onboot` appears only when set [unverified:
-            // PVE omits keys at their default from the config file].
-            if type == .vm, let id = g.vmgenid { o["vmgenid"] = .string(id) }
-            if g.onboot { o["onboot"] = .number(1) }
-            if let parent = g.parent { o["parent"] = .string(parent) }  // the current snapshot (AbstractConfig.pm:808)
-            // The disks as PVE writes them: `scsiN: STORAGE:vm-VMID-disk-N,size=…` (a restore
-            // maps each backed-up drive to a new volume, §3.1; the delta executor reads them).
-            if type == .vm { for (i, d) in g.disks.enumerated() { o["scsi\(i)"] = .string("\(g.diskStorages.isEmpty ? g.storage : g.diskStorages[min(i, g.diskStorages.count - 1)]):vm-\(g.vmid)-disk-\(i),size=\(max(1, d >> 30))G") } }
-            for (k, v) in g.extraConfig { o[k] = .string(v) }
-            return .ok(.object(o))
+            return .ok(.object(configObject(g, current: p["current"].flatMap(Self.parseBoolean) ?? false)))
         case (.put, ["config"]):
             return putConfig(&s, g, kind: kind, p)
+        case (.post, ["clone"]):
+            return cloneGuest(&s, now: now, g, p)
         case (.get, ["status", "current"]):
-            return .ok(.object(["vmid": .number(Double(vmid)), "status": .string(g.status), "name": .string(g.name)]))
+            return .ok(statusCurrent(g, now: now))
         case (.post, ["status", "start"]):
             let lockMsg = g.lock.map { "\(kind) is locked (\($0))" }
             return .ok(.string(newTask(&s, now: now, type: type == .vm ? "qmstart" : "vzstart", vmid: vmid, duration: 2,
@@ -596,59 +605,6 @@ public final class PVESimulator: Sendable {
         default:
             return notImplemented(method, path)
         }
-    }
-
-    /// `PUT …/config` (§5.3): `tags`, `description`, `onboot` and `delete` (keys separated by `,`,
-    /// `;` or spaces), refused on a changed `digest` or a lock; every change bumps the digest.
-    private func putConfig(_ s: inout State, _ g: SimGuest, kind: String, _ p: [String: String]) -> SimResult {
-        let skiplock = p["skiplock"].flatMap(Self.parseBoolean) ?? false
-        if skiplock, !scenario.callerIsRoot || g.type == .ct {
-            // qemu-server: root@pam only; pve-container's config update has no skiplock at all.
-            return .error(status: 400, message: "Parameter verification failed.\n",
-                          errors: ["skiplock": g.type == .ct ? "property is not defined in schema and the schema does not allow additional properties"
-                                                              : "Only root may use this option."])
-        }
-        if let d = p["digest"], d != g.digest { return .error(status: 500, message: "checksum mismatch (file change by other user?)\n", errors: [:]) }
-        if let l = g.lock, !skiplock { return .error(status: 500, message: "\(kind) is locked (\(l))\n", errors: [:]) }
-        var errors: [String: String] = [:]
-        var onboot: Bool?
-        if let text = p["onboot"] {
-            onboot = Self.parseBoolean(text)
-            if onboot == nil { errors["onboot"] = "type check ('boolean') failed - got '\(text)'" }  // [unverified] wording
-        }
-        let deletes = ProxmoxClient.splitTags(p["delete"])
-        for key in deletes where p[key] != nil {
-            // [unverified] wording of PVE's refusal to set and delete one key in one call.
-            errors["delete"] = "you can't use '-\(key)' and '-delete \(key)' at the same time"
-        }
-        // `lock` is a config property only root@pam may set or delete (qemu-server API2/Qemu.pm
-        // `$check_vm_modify_config_perm`: "only root can set 'lock' config"), one of the enum of
-        // QemuServer.pm confdesc `lock`.
-        let lockValues: Set<String> = ["backup", "clone", "create", "migrate", "rollback", "snapshot", "snapshot-delete", "suspending", "suspended"]
-        if let l = p["lock"], !lockValues.contains(l) { errors["lock"] = "value '\(l)' does not have a value in the enumeration '\(lockValues.sorted().joined(separator: ", "))'" }
-        if (p["lock"] != nil || deletes.contains("lock")) && (!scenario.callerIsRoot || g.type == .ct) {
-            return .error(status: 500, message: "only root can set 'lock' config\n", errors: [:])
-        }
-        guard errors.isEmpty else { return .error(status: 400, message: "Parameter verification failed.\n", errors: errors) }
-        var ng = g
-        if let l = p["lock"] { ng.lock = l }
-        if let t = p["tags"] { ng.tags = Self.normalizeTags(t) }
-        if let d = p["description"] { ng.description = d }
-        if let onboot { ng.onboot = onboot }
-        for key in deletes {
-            switch key {
-            case "onboot": ng.onboot = false
-            case "description": ng.description = nil
-            case "tags": ng.tags = []
-            case "lock": ng.lock = nil  // a fast-plug option: applied at once (§5.3)
-            // Other keys: removed when the simulator holds them; deleting an unset key only warns
-            // [unverified: qemu-server's "cannot delete '<key>' - not set in current configuration!"].
-            default: ng.extraConfig[key] = nil
-            }
-        }
-        ng.configDigestCounter += 1
-        s.guests[g.vmid] = ng
-        return .ok(.null)
     }
 
     /// PVE's JSONSchema booleans: `1|true|yes|on` and `0|false|no|off`, any case [unverified: §5.3

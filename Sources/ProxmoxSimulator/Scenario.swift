@@ -96,6 +96,12 @@ public struct Scenario: Sendable {
         /// (An incremental backup with PBS dirty bitmaps reads only what changed: rpo-bench's
         /// workload d sets changed bytes ÷ 500 MiB/s + 30 s.)
         public var backupSeconds: Double? = nil
+        /// `memory` of the backed-up config in MiB (`memory_mib`); nil: 2048 for a VM, 512 for a CT
+        /// (ScenarioDrill.swift).
+        public var memoryMiB: Int? = nil
+        /// Further keys of the backed-up config, written as given (`extra_config`), e.g.
+        /// `virtiofs0`, `scsi1: /dev/sdb`, raw `lxc.net.0.type` (ScenarioDrill.swift).
+        public var extraConfig: [String: String] = [:]
 
         public init(vmid: Int, type: GuestType, name: String, storage: String, disks: [Int64], interval: Double,
                     offset: Double = 0, verification: String? = "ok", history: Int = 2, restoreFails: Bool = false,
@@ -214,6 +220,13 @@ public struct Scenario: Sendable {
     /// A directory for real VM disk images on the standby (`image_dir`):
     /// `<dir>/<storage>/vm-<vmid>-disk-<i>.raw`, written by restores (SimulatorImages.swift).
     public var imageDirectory: String?
+    /// How each guest of the node boots once started (`boot:`, keyed by the VMID on this node);
+    /// a VMID without an entry boots in 10 s without an agent (SimulatorBoot.swift).
+    public var boot: [Int: BootBehaviour] = [:]
+    /// The node's RAM in bytes (`node_memory_bytes`, default 64 GiB; SimulatorNode.swift).
+    public var nodeMemoryBytes: Int64 = 64 << 30
+    /// RAM in use on the node besides its running guests (`node_memory_used_bytes`, default 8 GiB).
+    public var nodeMemoryUsedBytes: Int64 = 8 << 30
 
     public init() {}
 
@@ -287,6 +300,7 @@ extension Scenario {
                 onboot: try m.bool("onboot") ?? true))
             try parseBackupConfig(m, into: &s.backedUp[s.backedUp.count - 1])
             try parseImageKeys(m, index: i, into: &s.backedUp[s.backedUp.count - 1])
+            try parseDrillKeys(m, into: &s.backedUp[s.backedUp.count - 1])
             try m.finish()
         }
         for (i, node) in (try root.sequence("guests") ?? []).enumerated() {
@@ -310,6 +324,7 @@ extension Scenario {
         }
         s.acls = try parseACLs(root)
         s.callerIsRoot = try root.bool("caller_is_root") ?? false
+        try parseDrillTopLevel(root, into: &s)
         try root.finish()
         if s.pbsStorages.isEmpty { s.pbsStorages = [PBSStorage(id: "pbs-prod", datastore: "store1")] }
         if s.targetStorages.isEmpty { s.targetStorages = [TargetStorage(id: "local-lvm", total: 4 << 40)] }

@@ -322,8 +322,7 @@ extension PVESimulator {
             return msg
         }
         // Stopping a stopped VM is a no-op success (§5.4).
-        g.status = start ? "running" : "stopped"
-        s.guests[vmid] = g
+        setPowerState(&s, vmid, running: start, at: now)
         operatorTask(&s, now: now, type: taskType, id: String(vmid))
         return nil
     }
@@ -375,6 +374,7 @@ extension PVESimulator {
         if let l = g.lock { return "\(kind(g.type)) is locked (\(l))" }  // [unverified]
         if g.type == .vm { g.vmgenid = newVMGenID(&s) }
         g.status = "stopped"
+        g.startedAt = nil
         g.configDigestCounter += 1
         s.guests[vmid] = g
         operatorTask(&s, now: now, type: g.type == .vm ? "qmrollback" : "vzrollback", id: String(vmid))
@@ -390,7 +390,7 @@ extension PVESimulator {
         operatorTask(&s, now: now, type: "stopall", id: "")
         for g in here where g.status == "running" {
             operatorTask(&s, now: now, type: g.type == .vm ? "qmshutdown" : "vzshutdown", id: String(g.vmid))
-            s.guests[g.vmid]?.status = "stopped"
+            setPowerState(&s, g.vmid, running: false, at: now)
         }
         operatorTask(&s, now: now, type: "startall", id: "")
         for g in here where g.onboot {
@@ -400,7 +400,7 @@ extension PVESimulator {
                 continue
             }
             operatorTask(&s, now: now, type: taskType, id: String(g.vmid))
-            s.guests[g.vmid]?.status = "running"
+            setPowerState(&s, g.vmid, running: true, at: now)
         }
     }
 
@@ -415,7 +415,7 @@ extension PVESimulator {
             s.tasks[key] = t
             let restoring: Int?
             switch t.effect {
-            case .restoreSucceeded(let vmid, _, _, _, _, _, _, _, _, _): restoring = vmid
+            case .restoreSucceeded(let vmid, _, _, _, _, _, _, _, _, _, _): restoring = vmid
             case .restoreFailedVM(let vmid, _), .restoreFailedCT(let vmid, _): restoring = vmid
             default: restoring = nil  // .unlock keeps `lock: create`; start/stop/destroy did not happen
             }

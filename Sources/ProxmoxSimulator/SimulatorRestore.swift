@@ -170,6 +170,7 @@ extension PVESimulator {
             : ctRestoreLog(volid: volid, size: size, failAtHalf: fails)
         let effect: SimTask.Effect
         var error: String?
+        var configWarnings: [String] = []
         if fails {
             // The new volumes are freed on failure (VM QemuServer.pm:7119; CT API2/LXC.pm:619, with
             // the config, :621), the old ones were freed when the task began.
@@ -182,9 +183,12 @@ extension PVESimulator {
             }
         } else {
             if type == .vm { lines.append((duration, "rescan volumes...")) }
+            // The network, device and mount point keys of the backup (SimulatorGuestConfig.swift).
+            let restored = restoredConfig(&s, source, vmid: vmid, type: type, storage: diskStorages.first ?? ctStorageID, p)
+            configWarnings = restored.warnings
             effect = .restoreSucceeded(vmid: vmid, type: type, name: source.name, tags: tags, description: description,
                                        disks: source.disks, storage: diskStorages.first ?? ctStorageID, start: p["start"] == "1" || p["live-restore"] == "1",
-                                       onboot: onbootOverride ?? source.onboot, diskStorages: diskStorages)
+                                       onboot: onbootOverride ?? source.onboot, diskStorages: diskStorages, config: restored.config)
         }
         // Counted when the task begins: the old volumes go (a VM's before the new ones are
         // allocated, QemuServer.pm:7055; a CT's right after, LXC.pm:539), the new ones are there.
@@ -192,8 +196,12 @@ extension PVESimulator {
         adjustUsed(&s, newUsage, sign: 1)
         if type == .vm { beginImageRestore(vmid: vmid, source: source, volid: volid, diskStorages: diskStorages) }
         duration = lines.last?.0 ?? duration
-        let warnings = error == nil ? s.restoreWarnings[source.vmid] ?? 0 : 0
+        var warnings = error == nil ? s.restoreWarnings[source.vmid] ?? 0 : 0
         if warnings > 0, type == .ct { lines.append((duration, "WARN: skipping raw lxc.* keys: only root@pam may restore them")) }  // [unverified] text (§13.1)
+        if !configWarnings.isEmpty {
+            lines += configWarnings.map { (duration, $0) }
+            warnings += 1
+        }
         let upid = newTask(&s, now: now, type: taskType, vmid: vmid, duration: duration + 0.5, lines: lines, error: error,
                            warnings: warnings, effect: effect)
         return .ok(.string(upid.description))
@@ -269,7 +277,7 @@ extension PVESimulator {
     /// exist, destroyed only at :539, so they do not): an inactive storage fails activation
     /// (pve-storage `activate_storage`: `storage 'X' is not online`; a CT's was activated before
     /// the lock), a volume that does not fit fails the storage layer [unverified: lvcreate wording].
-    private func allocationFailure(_ s: State, type: GuestType, vmid: Int, diskStorages: [String], disks: [Int64],
+    func allocationFailure(_ s: State, type: GuestType, vmid: Int, diskStorages: [String], disks: [Int64],
                                    oldUsage: [String: Int64]) -> String? {
         var need: [String: Int64] = [:]
         for (i, size) in disks.enumerated() {
@@ -377,8 +385,10 @@ extension PVESimulator {
         return upid
     }
 
-    /// Applies the effects of tasks that ended by `now`, in order, once.
+    /// Applies the effects of tasks that ended by `now`, in order, once; then what guests did
+    /// after booting (``settleBoots(_:now:)``).
     func settle(_ s: inout State, now: Double) {
+        defer { settleBoots(&s, now: now) }
         guard !s.unsettled.isEmpty else { return }
         var remaining: [String] = []
         var due: [String] = []
@@ -396,7 +406,7 @@ extension PVESimulator {
             case .unlock(let vmid):
                 s.guests[vmid]?.lock = nil
                 if s.guests[vmid]?.disks.isEmpty == true, s.guests[vmid]?.description == nil { s.guests[vmid] = nil }
-            case .restoreSucceeded(let vmid, let type, let name, let tags, let description, let disks, let storage, let start, let onboot, let diskStorages):
+            case .restoreSucceeded(let vmid, let type, let name, let tags, let description, let disks, let storage, let start, let onboot, let diskStorages, let config):
                 var g = s.guests[vmid] ?? SimGuest(vmid: vmid, type: type, name: name, status: "stopped", lock: nil, tags: [],
                                                    description: nil, protection: false, disks: [], storage: storage, node: scenario.node)
                 // The merged config: the backup's `onboot` or the override (§3.1 step 2), and a
@@ -417,9 +427,12 @@ extension PVESimulator {
                 if g.newToNode { g.unknownUntil = task.end + 10 }
                 g.newToNode = false
                 g.configDigestCounter += 1
-                g.extraConfig = [:]
+                g.extraConfig = config ?? [:]
+                g.pending = [:]
                 g.snapshots = []
                 g.parent = nil
+                g.startedAt = start ? task.end : nil
+                g.dataGeneration = nextDataGeneration(&s)
                 s.guests[vmid] = g
                 if type == .vm { images?.finishRestore(vmid: vmid) }
             case .restoreFailedVM(let vmid, let release):
@@ -448,12 +461,14 @@ extension PVESimulator {
                 if let release { adjustUsed(&s, release, sign: -1) }
                 if let g = s.guests.removeValue(forKey: vmid), release == nil { adjustUsed(&s, g.usage, sign: -1) }
             case .setStatus(let vmid, let status):
-                s.guests[vmid]?.status = status
+                setPowerState(&s, vmid, running: status == "running", at: task.end)
             case .destroy(let vmid):
                 if let g = s.guests.removeValue(forKey: vmid) { adjustUsed(&s, g.usage, sign: -1) }
                 images?.removeGuest(vmid: vmid)
             case .snapshotCreated, .snapshotRolledBack, .snapshotDeleted:
-                applySnapshotEffect(&s, task.effect)
+                applySnapshotEffect(&s, task.effect, at: task.end)
+            case .cloneFinished, .cloneFailed:
+                applyCloneEffect(&s, task.effect)
             }
         }
     }
@@ -548,7 +563,8 @@ extension PVESimulator {
     /// (`bridges`, default `vmbr0`); the disks on their production storage ids (`storages`,
     /// default `local-lvm`) with their `#qmdump#map` lines for VMs (§3.3); VM host devices
     /// (`hostpciN`, `usbN`); CT mount points (`mpN`: volumes on the storage of the next disk,
-    /// bind mounts of `/srv/<mp>`, devices `/dev/sdb1`) and `unprivileged: 1` unless privileged.
+    /// bind mounts of `/srv/<mp>`, devices `/dev/sdb1`) and `unprivileged: 1` unless privileged;
+    /// `memory` from `memory_mib` (default 2048 VM, 512 CT); then `extra_config`.
     /// Keys sorted as PVE writes them, the `#qmdump#map` lines last [unverified: exact option
     /// order and NIC text].
     func extractConfig(now: Double, _ p: [String: String]) -> SimResult {
@@ -567,15 +583,15 @@ extension PVESimulator {
     func backedUpConfigText(_ g: Scenario.BackedUpGuest) -> String {
         var keys: [(String, String)] = []
         var lines: [String]
-        func mac(_ i: Int) -> String { "BC:24:11:00:\(String(format: "%02X", i)):\(String(format: "%02X", g.vmid % 256))" }
+        func mac(_ i: Int) -> String { Self.backupMAC(vmid: g.vmid, nic: i) }
         if g.type == .vm {
-            keys += [("boot", "order=scsi0"), ("memory", "2048"), ("name", g.name)]
+            keys += [("boot", "order=scsi0"), ("memory", String(g.memoryMiB ?? 2048)), ("name", g.name)]
             for (i, b) in g.bridges.enumerated() { keys.append(("net\(i)", "virtio=\(mac(i)),bridge=\(b)")) }
             for (i, d) in g.disks.enumerated() { keys.append(("scsi\(i)", "\(g.diskStorage(i)):vm-\(g.vmid)-disk-\(i),size=\(d >> 30)G")) }
             for (i, v) in g.hostpci.enumerated() { keys.append(("hostpci\(i)", v)) }
             for (i, v) in g.usb.enumerated() { keys.append(("usb\(i)", v)) }
         } else {
-            keys += [("arch", "amd64"), ("hostname", g.name), ("memory", "512")]
+            keys += [("arch", "amd64"), ("hostname", g.name), ("memory", String(g.memoryMiB ?? 512))]
             for (i, b) in g.bridges.enumerated() { keys.append(("net\(i)", "name=eth\(i),bridge=\(b),hwaddr=\(mac(i)),ip=dhcp,type=veth")) }
             keys.append(("rootfs", "\(g.diskStorage(0)):subvol-\(g.vmid)-disk-0,size=\((g.disks.first ?? 0) >> 30)G"))
             var disk = 1
@@ -593,6 +609,8 @@ extension PVESimulator {
         }
         if g.onboot { keys.append(("onboot", "1")) }
         if !g.tags.isEmpty { keys.append(("tags", g.tags.joined(separator: ";"))) }
+        // `extra_config` (memory_mib and extra_config: ScenarioDrill.swift), replacing a key of the same name.
+        keys = keys.filter { g.extraConfig[$0.0] == nil } + g.extraConfig.map { ($0.key, $0.value) }
         lines = keys.sorted { $0.0 < $1.0 }.map { "\($0.0): \($0.1)" }
         if g.type == .vm { for i in g.disks.indices { lines.append("#qmdump#map:scsi\(i):drive-scsi\(i):\(g.diskStorage(i)):raw:") } }
         return lines.joined(separator: "\n") + "\n"

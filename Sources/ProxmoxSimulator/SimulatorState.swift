@@ -31,10 +31,19 @@ struct SimGuest: Codable {
     var onboot = false
     /// The cluster node the guest's config lives on (pmxcfs `nodes/<node>/…`, §5.1 `node`, §5.2).
     var node: String
-    /// VM snapshots, oldest first (the config's `[snapname]` sections, SimulatorSnapshots.swift).
+    /// Snapshots, oldest first (the config's `[snapname]` sections, SimulatorSnapshots.swift).
     var snapshots: [SimVMSnapshot] = []
     /// `parent`: the snapshot the current state derives from.
     var parent: String?
+    /// When the guest last became `running` here (the end of its start task); nil while stopped,
+    /// or for a guest running since before the simulator knew it (SimulatorBoot.swift).
+    var startedAt: Double?
+    /// VM config changes waiting for the next stop or start (`pending` section; a running VM's
+    /// `memory` and `agent` changes, SimulatorConfigPut.swift).
+    var pending: [String: String] = [:]
+    /// Which content the volumes hold: a new value on every restore, clone and start (a running
+    /// guest writes its disks); a rollback brings back the snapshot's (SimulatorDrillAdmin.swift).
+    var dataGeneration = 0
 
     var digest: String { String(format: "%040x", configDigestCounter) }
 
@@ -58,6 +67,7 @@ struct SimGuest: Codable {
     private enum CodingKeys: String, CodingKey {
         case vmid, type, name, status, lock, tags, description, protection, disks, storage, unknownUntil
         case configDigestCounter, extraConfig, vmgenid, onboot, node, newToNode, diskStorages, snapshots, parent
+        case startedAt, pending, dataGeneration
     }
 
     /// Reads states saved before `vmgenid`/`onboot`/`node` existed too (`node` then reads "" and
@@ -84,6 +94,9 @@ struct SimGuest: Codable {
         diskStorages = try c.decodeIfPresent([String].self, forKey: .diskStorages) ?? []
         snapshots = try c.decodeIfPresent([SimVMSnapshot].self, forKey: .snapshots) ?? []
         parent = try c.decodeIfPresent(String.self, forKey: .parent)
+        startedAt = try c.decodeIfPresent(Double.self, forKey: .startedAt)
+        pending = try c.decodeIfPresent([String: String].self, forKey: .pending) ?? [:]
+        dataGeneration = try c.decodeIfPresent(Int.self, forKey: .dataGeneration) ?? 0
     }
 
     /// The storage disk `i` is on.
@@ -119,7 +132,9 @@ struct SimTask {
         /// `onboot`: the backup's value or the override (§3.1 "any VM config key overrides"); nil in
         /// states saved before it existed (read as the backup default, on).
         /// `diskStorages`: each disk's storage (nil in states saved before it existed: all on `storage`).
-        case restoreSucceeded(vmid: Int, type: GuestType, name: String, tags: [String], description: String?, disks: [Int64], storage: String, start: Bool, onboot: Bool? = nil, diskStorages: [String]? = nil)
+        /// `config`: the restored config keys beyond those modelled (memory, NICs, devices, mount
+        /// points, `extra_config`; nil in states saved before it existed: none).
+        case restoreSucceeded(vmid: Int, type: GuestType, name: String, tags: [String], description: String?, disks: [Int64], storage: String, start: Bool, onboot: Bool? = nil, diskStorages: [String]? = nil, config: [String: String]? = nil)
         /// `release`: the bytes per storage to give back when the task ends (the new volumes a
         /// failure frees; the old ones were accounted when the task began). nil in states saved
         /// before it existed: the guest's disks are given back.
@@ -135,6 +150,12 @@ struct SimTask {
         case snapshotRolledBack(vmid: Int, snapname: String, start: Bool)
         /// `qmdelsnapshot` ended well: the snapshot is gone.
         case snapshotDeleted(vmid: Int, snapname: String)
+        /// `qmclone`/`vzclone` ended well: the clone `newid` is unlocked, so is a CT source
+        /// (SimulatorClone.swift).
+        case cloneFinished(source: Int, newid: Int)
+        /// A clone failed or was killed: the clone `newid` and its volumes (`release`) are gone,
+        /// a CT source is unlocked.
+        case cloneFailed(source: Int, newid: Int, release: [String: Int64])
     }
 }
 

@@ -27,27 +27,27 @@ extension ProxmoxClient {
         return VolumeInfo(path: r.optionalString("path"), format: r.optionalString("format"), size: (try? r.optionalInt("size")).flatMap { $0 }.map(Int64.init))
     }
 
-    /// `POST /nodes/{node}/qemu/{vmid}/snapshot` (`qmsnapshot` task) → UPID.
-    public func createSnapshot(node: String, vmid: Int, name: String, description: String) async throws(ProxmoxError) -> UPID {
-        let path = "/nodes/\(node)/qemu/\(vmid)/snapshot"
+    /// `POST /nodes/{node}/{qemu|lxc}/{vmid}/snapshot` (`qmsnapshot`/`vzsnapshot` task) → UPID.
+    public func createSnapshot(node: String, type: GuestType = .vm, vmid: Int, name: String, description: String) async throws(ProxmoxError) -> UPID {
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/snapshot"
         return try upid(path, try await transport.call(.post, path, parameters: [("snapname", name), ("description", description)]))
     }
 
-    /// `POST /nodes/{node}/qemu/{vmid}/snapshot/{name}/rollback` (`qmrollback` task) → UPID.
-    public func rollbackSnapshot(node: String, vmid: Int, name: String) async throws(ProxmoxError) -> UPID {
-        let path = "/nodes/\(node)/qemu/\(vmid)/snapshot/\(name)/rollback"
+    /// `POST /nodes/{node}/{qemu|lxc}/{vmid}/snapshot/{name}/rollback` (`qmrollback`/`vzrollback` task) → UPID.
+    public func rollbackSnapshot(node: String, type: GuestType = .vm, vmid: Int, name: String) async throws(ProxmoxError) -> UPID {
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/snapshot/\(name)/rollback"
         return try upid(path, try await transport.call(.post, path))
     }
 
-    /// `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{name}` (`qmdelsnapshot` task) → UPID.
-    public func deleteSnapshot(node: String, vmid: Int, name: String) async throws(ProxmoxError) -> UPID {
-        let path = "/nodes/\(node)/qemu/\(vmid)/snapshot/\(name)"
+    /// `DELETE /nodes/{node}/{qemu|lxc}/{vmid}/snapshot/{name}` (`qmdelsnapshot`/`vzdelsnapshot` task) → UPID.
+    public func deleteSnapshot(node: String, type: GuestType = .vm, vmid: Int, name: String) async throws(ProxmoxError) -> UPID {
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/snapshot/\(name)"
         return try upid(path, try await transport.call(.delete, path))
     }
 
-    /// `GET /nodes/{node}/qemu/{vmid}/snapshot`: the names of the VM's snapshots (without `current`).
-    public func snapshots(node: String, vmid: Int) async throws(ProxmoxError) -> [String] {
-        let path = "/nodes/\(node)/qemu/\(vmid)/snapshot"
+    /// `GET /nodes/{node}/{qemu|lxc}/{vmid}/snapshot`: the names of the guest's snapshots (without `current`).
+    public func snapshots(node: String, type: GuestType = .vm, vmid: Int) async throws(ProxmoxError) -> [String] {
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/snapshot"
         return try await list(path) { r throws(ProxmoxError) in try r.string("name") }.filter { $0 != "current" }
     }
 

@@ -87,7 +87,7 @@ public struct ProxmoxClient: Sendable {
                 status: r.optionalString("status") ?? "unknown", name: r.optionalString("name"),
                 lock: r.optionalString("lock").flatMap { $0.isEmpty ? nil : $0 },
                 tags: Self.splitTags(r.optionalString("tags")), template: r.flag("template"),
-                maxdisk: try r.optionalInt("maxdisk").map(Self.clampBytes)))
+                maxdisk: try r.optionalInt("maxdisk").map(Self.clampBytes), maxmem: try r.optionalInt("maxmem").map(Self.clampBytes)))
         }
         return out
     }
@@ -98,6 +98,14 @@ public struct ProxmoxClient: Sendable {
         let r = try FieldReader(try await transport.call(.get, path), path: path)
         var raw: [String: String] = [:]
         for (k, v) in r.object { if let s = v.string { raw[k] = s } }
+        // A CT's raw LXC keys come as `lxc: [[key, value], …]` (pve-container API2/LXC/Config.pm
+        // `vm_config`): kept as `lxc.<key>` entries (repeated keys joined by newlines) so that no
+        // reader of `raw` misses one (the drill's isolation check refuses `lxc.net.*`).
+        for pair in r.object["lxc"]?.array ?? [] {
+            guard let kv = pair.array, kv.count == 2, let k = kv[0].string, let v = kv[1].string else { continue }
+            let key = k.hasPrefix("lxc.") ? k : "lxc.\(k)"
+            raw[key] = raw[key].map { $0 + "\n" + v } ?? v
+        }
         return GuestConfig(
             name: r.optionalString("name") ?? r.optionalString("hostname"), description: r.optionalString("description"),
             tags: Self.splitTags(r.optionalString("tags")), lock: r.optionalString("lock"),

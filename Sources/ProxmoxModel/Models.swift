@@ -140,10 +140,13 @@ public struct GuestResource: Sendable, Hashable {
     public var tags: [String]
     public var template: Bool
     public var maxdisk: Int64?
+    /// Configured memory in bytes (`maxmem`): what a start of the guest needs.
+    public var maxmem: Int64?
 
     /// Creates a resource.
     public init(vmid: Int, type: GuestType, node: String, status: String, name: String? = nil, lock: String? = nil,
-                tags: [String] = [], template: Bool = false, maxdisk: Int64? = nil) {
+                tags: [String] = [], template: Bool = false, maxdisk: Int64? = nil, maxmem: Int64? = nil) {
+        self.maxmem = maxmem
         self.vmid = vmid
         self.type = type
         self.node = node

@@ -136,6 +136,8 @@ public struct StandbyConfig: Sendable {
         public var startAfterRestore: Bool?
         /// Overrides the source's `target_storage`.
         public var targetStorage: String?
+        /// `drill: false`: this guest is never drilled.
+        public var drill: Bool?
         /// An override of the given settings only.
         public init(priority: Int? = nil, rpoTarget: Duration? = nil, startAfterRestore: Bool? = nil, targetStorage: String? = nil) {
             self.priority = priority
@@ -159,6 +161,8 @@ public struct StandbyConfig: Sendable {
     public var webListenAddress: String?
     /// `web.config_file`: an exporter-toolkit web config (TLS, basic auth); the flag wins.
     public var webConfigFile: String?
+    /// DR drills (`drill:`).
+    public var drill = Drill()
 
     /// The defaults, without any source (``parse(yaml:hostName:)`` requires one).
     public init() {}
@@ -277,10 +281,12 @@ public struct StandbyConfig: Sendable {
                 c.guests[vmid] = GuestOverride(
                     priority: try m.int("priority", range: -1000...1000), rpoTarget: try m.duration("rpo_target"),
                     startAfterRestore: try m.bool("start_after_restore"), targetStorage: try m.string("target_storage"))
+                c.guests[vmid]?.drill = try m.bool("drill")
                 try m.finish()
             }
             try g.finish()
         }
+        if let d = try root.mapping("drill") { c.drill = try parseDrill(d) }
         if let w = try root.mapping("web") {
             c.webListenAddress = try w.string("listen_address")
             c.webConfigFile = try w.string("config_file")
@@ -301,6 +307,9 @@ public struct StandbyConfig: Sendable {
             rpoTarget: o?.rpoTarget ?? source.rpoTarget ?? restore.rpoTarget,
             startAfterRestore: o?.startAfterRestore ?? restore.startAfterRestore)
     }
+
+    /// Whether a backed-up guest is drilled (every selected guest, unless `guests."VMID".drill: false`).
+    public func drillEnabled(vmid: Int) -> Bool { guests[vmid]?.drill ?? true }
 }
 
 /// The settings that apply to one guest after source and per-guest overrides.

@@ -199,6 +199,8 @@ func planGuest(_ s: SelectedGuest, config: StandbyConfig, observation o: Observa
     var input = GuestInput(source: key.source, vmid: s.vmid, type: type, settings: settings)
     input.latest = newestEligible(s.groups.entries, now: o.now, settle: config.restore.settle.seconds, requireVerified: config.restore.requireVerified)
     input.inFlight = inFlight
+    input.drilling = o.drilling.contains(key)
+    input.drillBlocked = memory?.drillBlocked != nil
     input.slotConflict = conflict.map { others in
         others.map { "VMID \($0.target) is also the \($0.secondary ? "keep_previous slot" : "target") of \($0.key)" }.joined(separator: "; ")
     }
@@ -263,6 +265,7 @@ func planGuest(_ s: SelectedGuest, config: StandbyConfig, observation o: Observa
             detail = "VMID \(restoreInto) has a stale 'lock: create' and no task runs for it (node crash or killed worker): "
                 + "check the guest, then `\(type == .vm ? "qm" : "pct") unlock \(restoreInto)` as root"
         case .notOwned: if case .notOurs(let why) = input.ownership { detail = why }
+        case .drillCleanup: detail = memory?.drillBlocked
         default: break
         }
     }

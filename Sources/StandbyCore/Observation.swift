@@ -19,6 +19,9 @@ public struct Observation: Sendable {
     public var slots: [GuestKey: SlotObservation]
     /// The state file took every owed write: else nothing starts (state is written before acting).
     public var stateWritable: Bool
+    /// Guests being drilled now (an open drill record, of this process or a `pbs-standby drill`):
+    /// their restores wait.
+    public var drilling: Set<GuestKey> = []
 
     /// An observation; parts not given are empty, and the state file counts as writable.
     public init(now: Double, catalogue: [String: [Int: [BackupEntry]]] = [:], guests: [Int: GuestResource] = [:],
@@ -55,11 +58,14 @@ public struct GuestMemory: Sendable, Equatable {
     public var failedVolid: String?
     /// Failed attempts at `failedVolid` (compared with `retries_per_backup`).
     public var failedVolidAttempts = 0
+    /// A drill's cleanup failed: nothing restores over the copy until `resume` (the message).
+    public var drillBlocked: String?
 
     /// A record; by default nothing restored, nothing frozen, no failure.
     public init(restoredVolid: String? = nil, restoredBackupTime: Int? = nil, restoredBytes: Int64? = nil, liveVmid: Int? = nil,
                 held: Bool = false, failedOver: Bool = false, nextRetryAt: Double? = nil, failedVolid: String? = nil,
-                failedVolidAttempts: Int = 0) {
+                failedVolidAttempts: Int = 0, drillBlocked: String? = nil) {
+        self.drillBlocked = drillBlocked
         self.restoredVolid = restoredVolid
         self.restoredBackupTime = restoredBackupTime
         self.restoredBytes = restoredBytes

@@ -12,6 +12,8 @@ public enum GuestState: String, Sendable, CaseIterable, Codable {
     /// A backup group of the same VMID but the other type, older than the guest's current group:
     /// shown, never restored (the VMID changed from CT to VM or back in production).
     case superseded
+    /// A DR drill boots the copy in isolation (issue 16): its restores wait.
+    case drilling
 }
 
 /// Why a safety rule refuses to touch a guest (metric label `reason`).
@@ -33,6 +35,9 @@ public enum BlockReason: String, Sendable, Codable, CaseIterable {
     case protected
     /// The target storage lacks the backup's size plus the margin.
     case insufficientSpace = "insufficient_space"
+    /// A DR drill's cleanup (stop, rollback, snapshot removal) failed: the copy may still be
+    /// isolated, running or carry the drill's snapshot. Cleared by `pbs-standby resume`.
+    case drillCleanup = "drill_cleanup"
 }
 
 /// Everything known about one selected guest at one pass: the input of ``plan(_:now:rules:)``.
@@ -66,6 +71,10 @@ public struct GuestInput: Sendable {
     public var failedOver: Bool
     /// A restore of this guest is running.
     public var inFlight: Bool
+    /// A DR drill of this guest runs.
+    public var drilling = false
+    /// A drill's cleanup failed (``BlockReason/drillCleanup``).
+    public var drillBlocked = false
     /// After a failure: not before this time.
     public var nextRetryAt: Double?
     /// Failed attempts at `latest` (retry limit per backup).
@@ -124,6 +133,8 @@ public enum Decision: Sendable, Equatable {
     case upToDate
     /// A restore of this guest is running.
     case restoring
+    /// A DR drill of this guest runs: its restore waits.
+    case drilling
     /// Failed before: waiting for the backoff, or for a newer backup after too many attempts.
     case waiting(until: Double?)
     /// Held by the operator: nothing is restored until `resume`.
@@ -139,6 +150,7 @@ public enum Decision: Sendable, Equatable {
         case .restore, .verify: .queued
         case .upToDate: .idle
         case .restoring: .restoring
+        case .drilling: .drilling
         case .waiting: .failing
         case .held: .held
         case .failedOver: .failedOver
@@ -155,9 +167,11 @@ public enum Decision: Sendable, Equatable {
 /// enough space.
 public func plan(_ g: GuestInput, now: Double, rules: PlanRules) -> Decision {
     if g.inFlight { return .restoring }
+    if g.drilling { return .drilling }
     if g.failedOver { return .failedOver }
     if g.held { return .held }
     if g.slotConflict != nil { return .blocked(.slotConflict) }
+    if g.drillBlocked { return .blocked(.drillCleanup) }
     guard let latest = g.latest else { return .upToDate }
     if let restored = g.restoredBackupTime, restored >= latest.volid.backupTime { return .upToDate }
     var stopFirst = false

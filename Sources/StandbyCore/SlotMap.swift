@@ -184,6 +184,18 @@ public enum SlotMap {
             }
         }
         let fams = families(c)
+        // The drill's scratch VMIDs are a slot range of their own: no selected guest's target may
+        // fall in it (a clone drill would otherwise create a guest where a copy belongs). A
+        // selection that cannot be enumerated is checked per clone instead (the scratch VMID must
+        // be free in PVE and no selected guest's target).
+        if let scratch = c.drill.scratchVmids {
+            for f in fams where f.set.bounded {
+                if let hit = f.set.shifted(by: f.offset).firstCommon(VMIDSet(intervals: [scratch], bounded: true)) {
+                    throw ConfigError(path: "drill.scratch_vmids", line: nil,
+                                      message: "VMID \(hit) of the scratch range \(scratch.lowerBound)-\(scratch.upperBound) is also a target of the \(f.name); choose a range no source maps to")
+                }
+            }
+        }
         for a in 0..<fams.count {
             for b in (a + 1)..<fams.count {
                 let x = fams[a], y = fams[b]

@@ -60,6 +60,11 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
     /// The VMID holding the current good copy (with keep_previous it alternates between the
     /// primary and the primary + previous_vmid_offset).
     public var liveVmid: Int?
+    /// A drill's cleanup failed (the message says what is left): `blocked(drill_cleanup)`, no
+    /// restore and no drill until `pbs-standby resume`.
+    public var drillBlocked: String?
+    /// When drills first applied to this guest (the overdue clock of a guest never drilled).
+    public var drillSince: Double?
 
     /// A fresh record: nothing restored, no failure, not frozen.
     public init(source: String, vmid: Int, targetVmid: Int) {
@@ -106,6 +111,8 @@ public struct GuestRecord: Sendable, Codable, Equatable, FetchableRecord, Persis
         successes = row["successes"]
         failures = row["failures"]
         liveVmid = row["liveVmid"]
+        drillBlocked = row["drillBlocked"]
+        drillSince = row["drillSince"]
     }
 }
 
@@ -284,6 +291,7 @@ public final class StateStore: Sendable {
             try db.alter(table: "history") { t in t.add(column: "warnings", .integer).notNull().defaults(to: 0) }
         }
         registerDeltaMigration(&m)
+        registerDrillMigration(&m)
         return m
     }
 
@@ -334,6 +342,10 @@ public final class StateStore: Sendable {
                 ?? GuestRecord(source: key.source, vmid: key.vmid, targetVmid: targetVmid)
             if g.failedOver { return .frozen("failed over") }
             if g.held { return .frozen("held") }
+            // A drill boots the copy (this service's or `pbs-standby drill`'s): the restore waits.
+            let drilling = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM drill WHERE source = ? AND vmid = ? AND result = 'running'",
+                                            arguments: [key.source, key.vmid]) ?? 0
+            if drilling > 0 { return .frozen("drilling") }
             var h = HistoryRecord(id: nil, source: key.source, vmid: key.vmid, targetVmid: targetVmid, volid: volid, upid: nil,
                                   startedAt: at, finishedAt: nil, duration: nil, bytes: bytes, result: RestoreResult.running.rawValue, error: nil)
             try h.insert(db)

@@ -59,7 +59,7 @@ struct DecodingTests {
         """
         let guests = try await client(json).guests()
         #expect(guests == [GuestResource(vmid: 100, type: .vm, node: "pve-standby", status: "stopped", name: "web1",
-                                         lock: "create", tags: ["restored", "standby"], template: false, maxdisk: 34359738368)])
+                                         lock: "create", tags: ["restored", "standby"], template: false, maxdisk: 34359738368, maxmem: 2147483648)])
     }
 
     @Test func malformedAndTruncatedInputsAreErrorsNamingThePath() async {

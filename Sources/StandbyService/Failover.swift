@@ -83,6 +83,8 @@ public struct Failover: Sendable {
 
     private func failOver(_ k: GuestKey, record: GuestRecord?, options: Options, say: (String) -> Void) async throws -> Bool {
         let client = operations.client, node = config.proxmox.node
+        // A DR drill of the guest is aborted first: stopped, rolled back (links up again).
+        guard await abortDrill(k, say: say) else { return false }
         guard var copy = try await operations.provenCopy(of: k) else {
             say("\(k): no standby copy proven ours in PVE; nothing started")
             return false
@@ -125,7 +127,7 @@ public struct Failover: Sendable {
 
     /// The newest backup newer than the copy that the service itself would restore (complete,
     /// settled, verified when required).
-    private func newerEligible(_ k: GuestKey, than copy: GuestOperations.ProvenCopy) async throws -> BackupEntry? {
+    func newerEligible(_ k: GuestKey, than copy: GuestOperations.ProvenCopy) async throws -> BackupEntry? {
         let entries = try await operations.client.backups(node: config.proxmox.node, storage: k.source, vmid: k.vmid)
             .filter { $0.volid.type == copy.slot.type }
         guard let e = newestEligible(entries, now: Date().timeIntervalSince1970, settle: config.restore.settle.seconds,

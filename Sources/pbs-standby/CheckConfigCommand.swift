@@ -89,6 +89,10 @@ struct CheckConfigCommand: AsyncParsableCommand {
                                                             backup: probed, copyExists: copyExists)
                         print("    next restore: \(line)")
                     }
+                    if config.drillEnabled(vmid: vmid) {
+                        let missing = DrillProbe.missing(permissions, targetVmid: s.targetVmid, type: probed.volid.type, node: node, drill: config.drill)
+                        print(missing.isEmpty ? "    drill: privileges present" : "    drill would be refused: " + missing.joined(separator: "; "))
+                    }
                     if !reasons.isEmpty { refused += 1 }
                 }
             }

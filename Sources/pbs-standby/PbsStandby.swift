@@ -11,7 +11,7 @@ struct PbsStandby: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, OnceCommand.self, DemoCommand.self, SimulatorCommand.self,
             StatusCommand.self, FailoverCommand.self, HoldCommand.self, ResumeCommand.self, AdoptCommand.self,
-            DatastoreCommand.self, VerifyCommand.self,
+            DatastoreCommand.self, VerifyCommand.self, DrillCommand.self,
             CheckConfigCommand.self,
         ])
 }

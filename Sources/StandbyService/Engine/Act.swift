@@ -58,7 +58,7 @@ extension Reconciler {
             if case .frozen(let why) = begun {
                 // A hold or failover committed after this pass planned: the transaction saw it.
                 c.logger.info("restore not started: the guest is \(why)", metadata: meta)
-                state = why == "held" ? .held : .failedOver
+                state = why == "held" ? .held : why == "drilling" ? .drilling : .failedOver
             } else {
                 c.logger.error("restore not started: it cannot be recorded in the state file first", metadata: meta)
                 c.sink?.restoreFailed(source: key.source, reason: FailureReason.stateError.rawValue)

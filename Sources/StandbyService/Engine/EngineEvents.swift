@@ -14,6 +14,8 @@ enum EngineEvent: Sendable {
     /// throughput estimate; `error` is shown as the view's last error until the next pass (a
     /// restore that did not start because the state file takes no writes).
     case finished(GuestKey, state: GuestState?, bytesPerSecond: Double?, error: String? = nil)
+    /// A DR drill of the guest ended (its record is in the store): it leaves the drilling set.
+    case drillFinished(GuestKey)
     /// The state file's health changed (published at once).
     case stateHealthChanged
     /// The service is shutting down gracefully: the loop's wait ends at once.
@@ -44,7 +46,7 @@ final class EventQueue: Sendable {
 
     /// Whether a restore ended since the last drain (the loop passes again at once).
     var hasFinished: Bool {
-        state.withLock { $0.events.contains { if case .finished = $0 { true } else { false } } }
+        state.withLock { $0.events.contains { switch $0 { case .finished, .drillFinished: true; default: false } } }
     }
 
     /// Returns when an event is queued (at once if one is) or the calling task is cancelled.

@@ -35,6 +35,8 @@ extension Reconciler {
             return nil
         }
         o.memory = records.mapValues(\.memory)
+        // Drilled guests: this process's, and any open drill record (a `pbs-standby drill` beside the service).
+        o.drilling = state.withLock { $0.drilling }.union(((try? c.store.openDrills()) ?? []).map(\.key))
         let targetStorages = Set(config.sources.compactMap(\.targetStorage) + config.guests.values.compactMap(\.targetStorage))
         for ts in targetStorages {
             if let st = try? await c.client.storageStatus(node: c.node, storage: ts), let avail = st.avail { o.freeBytes[ts] = avail }
@@ -132,6 +134,6 @@ extension GuestRecord {
     var memory: GuestMemory {
         GuestMemory(restoredVolid: restoredVolid, restoredBackupTime: restoredBackupTime, restoredBytes: restoredBytes, liveVmid: liveVmid,
                     held: held, failedOver: failedOver, nextRetryAt: nextRetryAt, failedVolid: failedVolid,
-                    failedVolidAttempts: failedVolidAttempts)
+                    failedVolidAttempts: failedVolidAttempts, drillBlocked: drillBlocked)
     }
 }

@@ -66,6 +66,16 @@ public final class Reconciler: Service, Sendable {
         var unreachableGiveUp: Double?
         /// `once`: guests a restore was started for in this run (each at most once); nil in `run`.
         var startedThisOnce: Set<GuestKey>?
+        /// Guests this process drills now (issue 16).
+        var drilling: Set<GuestKey> = []
+        /// Each guest's drills as the status shows them.
+        var drillViews: [GuestKey: StatusSnapshot.Drill] = [:]
+        /// Failover readiness of the last pass.
+        var readiness: StatusSnapshot.Readiness?
+        /// Drills ended since start, per source and result.
+        var drillCounts: [String: [String: Int]] = [:]
+        /// When ended drills were last pruned (`drill.history`).
+        var drillsPrunedAt: Double = 0
     }
 
     struct InFlight: Sendable {
@@ -121,6 +131,8 @@ public final class Reconciler: Service, Sendable {
     public func run() async throws {
         // A discarding group: finished workers are freed at once (weeks of restores must not pile up).
         await withDiscardingTaskGroup { group in
+            // Drills a crash or kill left open are undone before any restore (issue 16 §5).
+            await finishInterruptedDrills()
             await reattach { group.addTask(operation: $0) }
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 await pass { group.addTask(operation: $0) }
@@ -155,6 +167,7 @@ public final class Reconciler: Service, Sendable {
         }
         defer { state.withLock { $0.startedThisOnce = nil } }
         let before = Set(((try? context.store.allHistory()) ?? []).compactMap(\.id))
+        await finishInterruptedDrills()
         await withTaskGroup(of: Void.self) { group in
             await reattach { group.addTask(operation: $0) }
             await pass { group.addTask(operation: $0) }
@@ -186,6 +199,7 @@ public final class Reconciler: Service, Sendable {
         }
         let plan = planFleet(config: config, observation: observation.core, inFlight: inFlight, context: planContext)
         await act(plan, observation: observation, spawn: spawn)
+        await drillPass(plan, observation: observation, spawn: spawn)
         publish(loopAt: now)
     }
 

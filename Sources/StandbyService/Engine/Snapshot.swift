@@ -141,6 +141,50 @@ public struct StatusSnapshot: Sendable {
         public var restoredBytesTotal: Int64
         /// The last (up to 10) restore attempts, newest first.
         public var history: [LastRestore]
+        /// DR drills of this guest (issue 16); nil when drills do not apply to it.
+        public var drill: Drill? = nil
+    }
+
+    /// A guest's DR drills: the latest, and the latest passed (status `drill`, the report, metrics).
+    public struct Drill: Sendable, Equatable {
+        /// The latest drill's result (`passed`, `failed`, `skipped`, `aborted`, `running`); nil: never drilled.
+        public var result: String?
+        /// When the latest drill began and ended.
+        public var startedAt: Double?
+        /// When the latest drill ended.
+        public var finishedAt: Double?
+        /// Its start → first evidence of the boot, in seconds.
+        public var bootSeconds: Double?
+        /// Its evidence (`agent` or `running`).
+        public var evidence: String?
+        /// The backup the copy held.
+        public var volid: String?
+        /// Why it was skipped, failed or aborted.
+        public var reason: String?
+        /// The guest agent's OS and host name, when it answered.
+        public var osInfo: String?
+        /// The guest agent's host name.
+        public var hostName: String?
+        /// When the latest passed drill ended, and its boot time.
+        public var lastPassedAt: Double?
+        /// Boot seconds of the latest passed drill.
+        public var lastPassedBootSeconds: Double?
+        /// The evidence of the latest passed drill.
+        public var lastPassedEvidence: String?
+        /// A passed drill is due by then (last passed, or since drills apply, + `drill.overdue_after`).
+        public var dueAt: Double?
+        /// When the schedule next drills the guest; nil without a schedule.
+        public var nextAt: Double?
+        /// Drills of the guest kept in the state file.
+        public var count: Int = 0
+    }
+
+    /// "If production died now": the failover readiness line of the page and the capacity metrics.
+    public struct Readiness: Sendable, Equatable {
+        /// The verdict.
+        public var summary: FailoverReadiness.Summary
+        /// The one line the page opens with.
+        public var line: String { summary.line }
     }
 
     /// The service as a whole.
@@ -149,6 +193,10 @@ public struct StatusSnapshot: Sendable {
     public var sources: [Source]
     /// Every guest's view in key order; a superseded group's view follows its guest's.
     public var guests: [Guest]
+    /// Failover readiness (nil until the first pass computed it).
+    public var readiness: Readiness? = nil
+    /// Drills ended since the service started, per source and result (`pbs_standby_drills_total`).
+    public var drillCounts: [String: [String: Int]] = [:]
 
     /// An empty snapshot at start.
     public static func initial(version: String, startedAt: Double, workers: Int) -> StatusSnapshot {

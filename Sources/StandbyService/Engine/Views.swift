@@ -100,6 +100,13 @@ extension Reconciler {
                     if let record { s.views[key]?.apply(record, state: guestState) } else if let guestState { s.views[key]?.state = guestState }
                     if let error { s.views[key]?.lastError = error }
                 }
+            case .drillFinished(let key):
+                finished = true
+                progressOnly = false
+                state.withLock { s in
+                    s.drilling.remove(key)
+                    if s.views[key]?.state == .drilling { s.views[key]?.state = .idle }
+                }
             case .stateHealthChanged:
                 progressOnly = false
             case .shutdown:
@@ -126,6 +133,8 @@ extension Reconciler {
                 g.progress = nil
             }
             if queued.contains(key) { g.state = .queued }
+            if s.drilling.contains(key) { g.state = .drilling }
+            g.drill = s.drillViews[key]
             guests.append(g)
             if let sup = s.supersededViews[key] { guests.append(sup) }
         }
@@ -146,6 +155,8 @@ extension Reconciler {
                 return v
             }
             p.guests = guests
+            p.readiness = s.readiness
+            p.drillCounts = s.drillCounts
         }
         state.withLock { $0.publishedIndex = index }
     }

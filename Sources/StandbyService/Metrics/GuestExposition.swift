@@ -58,6 +58,16 @@ enum GuestExposition {
         for (i, g) in guests.enumerated() {
             line("pbs_standby_restored_bytes_total", labels[i], "\(g.restoredBytesTotal)", into: &b)
         }
+        if guests.contains(where: { $0.drill != nil }) {
+            gauges("pbs_standby_drill_last_success_timestamp_seconds", "When the guest's last passed DR drill ended.") { $0.drill?.lastPassedAt }
+            gauges("pbs_standby_drill_boot_seconds", "Start to first evidence of boot, of the last passed DR drill.") { $0.drill?.lastPassedBootSeconds }
+            gauges("pbs_standby_drill_failed", "1 when the guest's latest finished DR drill failed.") { g in
+                g.drill.map { $0.result == "failed" ? 1 : 0 }
+            }
+            gauges("pbs_standby_drill_due_timestamp_seconds", "A passed DR drill is due by then (last passed or since drills apply, plus drill.overdue_after).") {
+                $0.drill?.dueAt
+            }
+        }
         family("pbs_standby_guest_state", "gauge", "One series per state; exactly one is 1.", into: &b)
         for (i, g) in guests.enumerated() {
             for s in GuestState.allCases {

@@ -21,6 +21,8 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
         var sourceListings: [String: Int] = [:]
         /// Failed state file writes.
         var stateWriteErrors = 0
+        /// Drills counted per source and result.
+        var drills: [String: [String: Int]] = [:]
     }
 
     private let loopLast: Gauge, queue: Gauge, workers: Gauge, inProgress: Gauge
@@ -88,7 +90,22 @@ public final class MetricCatalogue: RestoreEventSink, Sendable {
         inProgress.set(Double(s.service.restoresInProgress))
         stateWritable.set(s.service.stateWritable ? 1.0 : 0.0)
         unsavedWrites.set(Double(s.service.unsavedWrites))
+        if let r = s.readiness {
+            registry.makeGauge(descriptor: Self.d("failover_memory_required", "bytes", "Configured memory of all guests a failover would start.")).set(Double(r.summary.memoryRequired))
+            if let avail = r.summary.memoryAvailable {
+                registry.makeGauge(descriptor: Self.d("failover_memory_available", "bytes", "The standby node's memory not in use (ZFS ARC counts as used).")).set(Double(avail))
+            }
+        }
         state.withLock { st in
+            for (source, results) in s.drillCounts {
+                for (result, n) in results {
+                    let more = n - st.drills[source, default: [:]][result, default: 0]
+                    guard more > 0 else { continue }
+                    registry.makeCounter(descriptor: Self.d("drills", "total", "DR drills ended, by result."),
+                                         labels: [("source", source), ("result", result)]).increment(by: Int64(more))
+                    st.drills[source, default: [:]][result] = n
+                }
+            }
             let delta = s.service.stateWriteErrors - st.stateWriteErrors
             if delta > 0 { stateWriteErrors.increment(by: Int64(delta)) }
             st.stateWriteErrors = s.service.stateWriteErrors

@@ -12,6 +12,8 @@ public struct StatusDocument: Codable, Sendable, Equatable {
     public var sources: [Source]
     /// Every guest, a superseded group after its guest (`guests`).
     public var guests: [Guest]
+    /// Failover readiness; null before the first pass.
+    public var readiness: Readiness? = nil
 
     /// `service`: version, start, workers, queue and the state file.
     public struct Service: Codable, Sendable, Equatable {
@@ -149,6 +151,56 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         public var blockedDetail: String?
         /// The last (up to 10) restore attempts, newest first.
         public var history: [Restore]
+        /// The guest's DR drills (issue 16); null when drills do not apply to it.
+        public var drill: Drill? = nil
+    }
+
+    /// A guest's latest DR drill (`drill` of a guest, rows of `/api/v1/drills`).
+    public struct Drill: Codable, Sendable, Equatable {
+        /// `passed`, `failed`, `skipped`, `aborted`, `running`; null: never drilled.
+        public var result: String?
+        /// When the latest drill began (ISO-8601 UTC).
+        public var startedAt: String?
+        /// When it ended.
+        public var finishedAt: String?
+        /// Its start → first evidence of the boot.
+        public var bootSeconds: Double?
+        /// `agent` (the guest agent answered) or `running` (ran without stopping; weaker).
+        public var evidence: String?
+        /// The backup the copy held.
+        public var volid: String?
+        /// Why it was skipped, failed or aborted.
+        public var reason: String?
+        /// The guest agent's OS (`get-osinfo`).
+        public var osInfo: String?
+        /// The guest agent's host name (`get-host-name`).
+        public var hostName: String?
+        /// When the latest passed drill ended.
+        public var lastPassedAt: String?
+        /// A passed drill is due by then (`PbsStandbyDrillOverdue`).
+        public var dueAt: String?
+        /// When the schedule drills the guest next.
+        public var nextAt: String?
+    }
+
+    /// "If production died now" (`readiness`).
+    public struct Readiness: Codable, Sendable, Equatable {
+        /// The verdict line of the page.
+        public var summary: String
+        /// Every guest startable and the memory fits.
+        public var ready: Bool
+        /// Selected guests, and those with a startable copy.
+        public var guests: Int
+        /// Guests with a startable copy.
+        public var startable: Int
+        /// The oldest startable copy's age.
+        public var oldestCopySeconds: Double?
+        /// Memory of the copies a failover would start.
+        public var memoryRequiredBytes: Int64
+        /// The node's memory not in use (null: unknown).
+        public var memoryAvailableBytes: Int64?
+        /// Cores of the copies a failover would start (reported, not judged).
+        public var coresRequired: Int
     }
 }
 
@@ -218,5 +270,26 @@ extension StatusDocument.Guest {
         try c.encode(consecutiveFailures, forKey: .consecutiveFailures); try c.encode(nextRetryAt, forKey: .nextRetryAt)
         try c.encode(lastError, forKey: .lastError); try c.encode(blockedReason, forKey: .blockedReason)
         try c.encode(blockedDetail, forKey: .blockedDetail); try c.encode(history, forKey: .history)
+        try c.encode(drill, forKey: .drill)
+    }
+}
+
+/// Every key encoded, nil as `null`.
+extension StatusDocument.Drill {
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(result, forKey: .result); try c.encode(startedAt, forKey: .startedAt); try c.encode(finishedAt, forKey: .finishedAt)
+        try c.encode(bootSeconds, forKey: .bootSeconds); try c.encode(evidence, forKey: .evidence); try c.encode(volid, forKey: .volid)
+        try c.encode(reason, forKey: .reason); try c.encode(osInfo, forKey: .osInfo); try c.encode(hostName, forKey: .hostName)
+        try c.encode(lastPassedAt, forKey: .lastPassedAt); try c.encode(dueAt, forKey: .dueAt); try c.encode(nextAt, forKey: .nextAt)
+    }
+}
+
+/// Every key encoded, nil as `null`.
+extension StatusDocument {
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(service, forKey: .service); try c.encode(sources, forKey: .sources); try c.encode(guests, forKey: .guests)
+        try c.encode(readiness, forKey: .readiness)
     }
 }

@@ -15,6 +15,11 @@ extension StatusDocument {
                    refreshErrors: $0.refreshErrors, listings: $0.listings, nextListingAt: Self.time($0.nextListingAt))
         }
         guests = s.guests.map { Guest($0, now: now) }
+        readiness = s.readiness.map { r in
+            Readiness(summary: r.line, ready: r.summary.ready, guests: r.summary.guests, startable: r.summary.startable,
+                      oldestCopySeconds: r.summary.oldestCopyAge, memoryRequiredBytes: r.summary.memoryRequired,
+                      memoryAvailableBytes: r.summary.memoryAvailable, coresRequired: r.summary.coresRequired)
+        }
     }
 
     /// A Unix time as ISO-8601 UTC; nil stays nil.
@@ -56,9 +61,19 @@ extension StatusDocument.Guest {
                   lagSeconds: g.restored.map { max(0, now - Double($0.backupTime)) }, rpoTargetSeconds: g.rpoTarget, priority: g.priority,
                   pendingBackups: g.pendingBackups, progress: g.state == .restoring ? (g.progress ?? 0) : nil, lastRestore: history.first,
                   consecutiveFailures: g.consecutiveFailures, nextRetryAt: g.nextRetryAt.map(iso8601), lastError: g.lastError,
-                  blockedReason: g.blockedReason?.rawValue, blockedDetail: g.blockedDetail, history: history)
+                  blockedReason: g.blockedReason?.rawValue, blockedDetail: g.blockedDetail, history: history,
+                  drill: g.drill.map(StatusDocument.Drill.init))
     }
 
     /// The guest as JSON (`/api/v1/guests/{vmid}`).
     public func json() -> [UInt8] { StatusDocument.encode(self) }
+}
+
+extension StatusDocument.Drill {
+    /// A guest's drill view as the document shows it.
+    public init(_ d: StatusSnapshot.Drill) {
+        self.init(result: d.result, startedAt: d.startedAt.map(iso8601), finishedAt: d.finishedAt.map(iso8601), bootSeconds: d.bootSeconds,
+                  evidence: d.evidence, volid: d.volid, reason: d.reason, osInfo: d.osInfo, hostName: d.hostName,
+                  lastPassedAt: d.lastPassedAt.map(iso8601), dueAt: d.dueAt.map(iso8601), nextAt: d.nextAt.map(iso8601))
+    }
 }

@@ -56,19 +56,20 @@ public enum StatusPage {
         th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;font-size:14px}th{background:#f3f3f3}
         .st{padding:.1em .45em;border-radius:.3em;color:#fff;background:#777}.st-idle{background:#2e7d32}.st-queued{background:#1565c0}
         .st-restoring{background:#0277bd}.st-failing{background:#c62828}.st-held{background:#6d4c41}.st-failed_over{background:#6a1b9a}
-        .st-blocked{background:#ef6c00}.ok{color:#2e7d32}.bad{color:#c62828}.err{color:#c62828;font-size:12px}
+        .st-blocked{background:#ef6c00}.st-drilling{background:#00838f}#readiness{font-size:16px;font-weight:600}.ok{color:#2e7d32}.bad{color:#c62828}.err{color:#c62828;font-size:12px}
         </style></head><body>
         <h1>pbs-standby</h1>
         <p>Version \(escape(s.service.version)) · workers \(s.service.workers) · queue \(s.service.queueLength) · restoring \(s.service.restoresInProgress)
         · last pass \(s.service.lastLoopAt.map { age(now - $0) + " ago" } ?? "not yet")</p>
         \(stateBanner(s.service, now: now))
+        \(readiness(s))
         <h2>Sources</h2><ul>\(sources)</ul>
         <h2>Guests</h2>
         <table id="guests"><thead><tr><th>Source</th><th>VMID → target</th><th>Type</th><th>Name</th><th>State</th>
         <th>Restored backup</th><th>Age / RPO target</th><th>Pending</th><th>Last write</th><th>Last error</th></tr></thead>
         <tbody>
         \(rows)</tbody></table>
-        <p><a href="/metrics">Metrics</a> · <a href="/api/v1/status">Status JSON</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
+        <p><a href="/metrics">Metrics</a> · <a href="/api/v1/status">Status JSON</a> · <a href="/drills">DR drill report</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
         </body></html>
 
         """
@@ -96,6 +97,23 @@ public enum StatusPage {
             case "'": out += "&#39;"
             default: out.append(c)
             }
+        }
+        return out
+    }
+
+    /// The failover verdict in one line, then each blocked or failing guest linked to its runbook.
+    static func readiness(_ s: StatusSnapshot) -> String {
+        guard let r = s.readiness else { return "" }
+        let cls = r.summary.ready ? "ok" : "bad"
+        var out = "<p id=\"readiness\" class=\"\(cls)\">\(escape(r.line))</p>"
+        let trouble = s.guests.filter { $0.state == .blocked || $0.state == .failing || $0.drill?.result == "failed" }
+        if !trouble.isEmpty {
+            let runbook = "README.md"  // as the alerts' runbook_url: the README shipped with the package
+            out += "<ul id=\"trouble\">" + trouble.map { g in
+                let anchor = g.drill?.result == "failed" ? "alert-pbsstandbydrillfailed"
+                    : g.blockedReason == .drillCleanup ? "blocked-drill-cleanup" : g.state == .blocked ? "alert-pbsstandbyguestblocked" : "alert-pbsstandbyrestorefailing"
+                return "<li>\(escape(g.key.description)) (\(escape(g.name))): <a href=\"\(runbook)#\(anchor)\">\(g.drill?.result == "failed" ? "drill failed" : g.state.rawValue) — runbook</a></li>"
+            }.joined() + "</ul>"
         }
         return out
     }

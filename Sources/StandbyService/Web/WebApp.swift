@@ -44,6 +44,16 @@ public struct WebApp: Sendable {
             let json = RenderCache { ResponseBody(StatusDocument(status(), now: now()).json() + [10]) }
             router.get("/") { _ in HTTPResponse(contentType: "text/html; charset=utf-8", body: page.body()) }
             router.get("/api/v1/status") { _ in HTTPResponse(contentType: "application/json", body: json.body()) }
+            // The drill report (issue 16): what an auditor is handed.
+            router.get("/drills") { _ in
+                let snap = status()
+                return HTTPResponse(contentType: "text/html; charset=utf-8",
+                                    body: ResponseBody(Array(DrillReport.html(DrillReport.rows(snap), node: snap.guests.first?.targetNode ?? "", now: now()).utf8)))
+            }
+            router.get("/api/v1/drills") { _ in
+                let snap = status()
+                return .json(DrillReport.json(DrillReport.rows(snap), node: snap.guests.first?.targetNode ?? "", now: now()))
+            }
             router.get("/api/v1/guests/{vmid}") { req in
                 guard let vmid = req.pathParameters["vmid"].flatMap(Int.init) else {
                     return .jsonError("'\(req.pathParameters["vmid"] ?? "")' is not a VMID", status: 400)

@@ -1,0 +1,62 @@
+import Foundation
+import Logging
+import ProxmoxAPI
+import StandbyCore
+import StandbyStore
+
+/// What a drill acts through: the operations (config, PVE client, state store, ownership
+/// proofs), a clock and a logger. Shared by the service's scheduled drills, `pbs-standby drill`
+/// and `failover` (which aborts a drill first).
+public struct DrillEnvironment: Sendable {
+    /// Config, PVE client, state store, ownership proofs.
+    public let operations: GuestOperations
+    /// Time (the simulator's clock in tests).
+    public let clock: any EngineClock
+    /// Where each step is logged.
+    public let logger: Logger
+
+    /// An environment.
+    public init(operations: GuestOperations, clock: any EngineClock, logger: Logger = Logger(label: "pbs-standby.drill")) {
+        self.operations = operations
+        self.clock = clock
+        self.logger = logger
+    }
+
+    var config: StandbyConfig { operations.config }
+    var client: ProxmoxClient { operations.client }
+    var store: StateStore { operations.store }
+    var node: String { operations.config.proxmox.node }
+
+    /// The snapshot every drill takes (and removes).
+    public static let snapshotName = "pbs-standby-drill"
+    /// A marker line in a clone drill's description: the clone is ours only with it (and our clone task).
+    static func cloneMarker(drill id: Int64, of vmid: Int) -> String { "pbs-standby drill clone of \(vmid) (drill \(id))" }
+
+    /// Follows a task to its end on the environment's clock (status every second; transient
+    /// errors retried for up to 10 min). Returns PVE's exit status (`OK` on success).
+    func follow(_ upid: UPID, timeout: Double = 3600) async throws -> String {
+        let deadline = clock.now() + timeout
+        var unreachableSince: Double?
+        while true {
+            do throws(ProxmoxError) {
+                let status = try await client.taskStatus(upid)
+                unreachableSince = nil
+                if !status.running { return status.exitStatus ?? "unknown" }
+            } catch {
+                guard error.isTransient else { throw error }
+                let since = unreachableSince ?? clock.now()
+                unreachableSince = since
+                if clock.now() - since > 600 { throw error }
+            }
+            if clock.now() > deadline { throw ProxmoxError.transient(path: upid.description, message: "the task did not end within \(Int(timeout)) s") }
+            try await clock.sleep(1)
+        }
+    }
+
+    /// Records a task of a drill as ours (the delta's "touched since restore" check skips it).
+    func recordTask(_ upid: UPID, on vmid: Int, in record: inout DrillRecord) {
+        record.tasks = record.tasks.isEmpty ? upid.description : record.tasks + ";" + upid.description
+        try? store.addOurTask(upid.description, targetVmid: vmid, at: clock.now())
+        try? store.saveDrill(record)
+    }
+}

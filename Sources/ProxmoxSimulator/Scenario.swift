@@ -407,6 +407,23 @@ extension Scenario {
             ExistingGuest(vmid: 105, type: .vm, name: "fileserver", status: "stopped", lock: "backup",
                           tags: ["pbs-standby"], description: "pbs-standby: restored from pbs-prod:backup/vm/105/2026-01-01T00:00:00Z into 105 at 2026-01-01T00:10:00Z"),
         ]
+        // DR drills (issue 16): the web VMs and the database boot with their guest agent, the
+        // monitoring VM's copy does not boot (its drill fails: PbsStandbyDrillFailed), the
+        // containers run. The node is short of memory for a failover of everything
+        // (PbsStandbyFailoverCapacityShort): 40 GiB free, the copies need about 57 GiB.
+        for i in s.backedUp.indices {
+            switch s.backedUp[i].vmid {
+            case 101, 102: s.backedUp[i].memoryMiB = 8192; s.backedUp[i].extraConfig = ["agent": "1"]
+            case 103: s.backedUp[i].memoryMiB = 32768; s.backedUp[i].extraConfig = ["agent": "1"]; s.backedUp[i].bridges = ["vmbr0", "vmbr1"]
+            case 107: s.backedUp[i].memoryMiB = 4096
+            default: break
+            }
+        }
+        s.boot = [101: .init(bootSeconds: 25, agent: true), 102: .init(bootSeconds: 30, agent: true), 103: .init(bootSeconds: 90, agent: true),
+                  107: .init(bootSeconds: 20, mode: .fails), 201: .init(bootSeconds: 3), 202: .init(bootSeconds: 3), 203: .init(bootSeconds: 5),
+                  204: .init(bootSeconds: 5), 205: .init(bootSeconds: 5)]
+        s.nodeMemoryBytes = 48 << 30
+        s.nodeMemoryUsedBytes = 8 << 30
         return s
     }
 }

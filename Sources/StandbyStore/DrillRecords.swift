@@ -84,6 +84,17 @@ public struct DrillRecord: Sendable, Codable, Equatable, FetchableRecord, Mutabl
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
+/// A guest's drills as the status and the report show them.
+public struct DrillSummary: Sendable, Equatable {
+    /// The newest drill (any result, also one running).
+    public var latest: DrillRecord
+    /// The newest passed drill.
+    public var lastPassed: DrillRecord?
+    /// The newest drill that passed or failed (skips and aborts prove nothing either way):
+    /// `PbsStandbyDrillFailed` follows it, so a skip or a drill in progress does not clear it.
+    public var lastVerdict: DrillRecord?
+}
+
 extension StateStore {
     /// Migration 6: the drill table, and per guest the drill block and since when drills apply.
     static func registerDrillMigration(_ m: inout DatabaseMigrator) {
@@ -166,14 +177,17 @@ extension StateStore {
         }
     }
 
-    /// Every guest's newest drill, and newest passed drill.
-    public func latestDrills() throws -> [GuestKey: (latest: DrillRecord, lastPassed: DrillRecord?)] {
+    /// Every guest's newest drill, newest passed drill and newest verdict (passed or failed).
+    public func latestDrills() throws -> [GuestKey: DrillSummary] {
         try db.read { db in
-            let latest = try DrillRecord.fetchAll(db, sql: "SELECT * FROM drill WHERE id IN (SELECT MAX(id) FROM drill GROUP BY source, vmid)")
-            let passed = try DrillRecord.fetchAll(db, sql: "SELECT * FROM drill WHERE id IN (SELECT MAX(id) FROM drill WHERE result = ? GROUP BY source, vmid)",
-                                                  arguments: [DrillResult.passed.rawValue])
-            let passedBy = Dictionary(passed.map { ($0.key, $0) }) { a, _ in a }
-            return Dictionary(latest.map { ($0.key, (latest: $0, lastPassed: passedBy[$0.key])) }) { a, _ in a }
+            func newest(_ filter: String, _ args: StatementArguments = []) throws -> [GuestKey: DrillRecord] {
+                let rows = try DrillRecord.fetchAll(db, sql: "SELECT * FROM drill WHERE id IN (SELECT MAX(id) FROM drill \(filter) GROUP BY source, vmid)", arguments: args)
+                return Dictionary(rows.map { ($0.key, $0) }) { a, _ in a }
+            }
+            let latest = try newest("")
+            let passed = try newest("WHERE result = ?", [DrillResult.passed.rawValue])
+            let verdict = try newest("WHERE result IN (?, ?)", [DrillResult.passed.rawValue, DrillResult.failed.rawValue])
+            return latest.mapValues { r in DrillSummary(latest: r, lastPassed: passed[r.key], lastVerdict: verdict[r.key]) }
         }
     }
 

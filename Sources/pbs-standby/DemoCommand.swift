@@ -4,6 +4,7 @@ import Logging
 import MicroHTTP
 import ProxmoxSimulator
 import ServiceLifecycle
+import StandbyCore
 import StandbyService
 import StandbySimulation
 import StandbyStore
@@ -47,6 +48,11 @@ struct DemoCommand: AsyncParsableCommand {
             let clock = simClock  // the engine and the simulator share one accelerated clock
             let simulator = PVESimulator(scenario: scenario, clock: simClock)
             var config = StandbyRuntime.demoConfig(scenario: scenario, statePath: statePath)
+            // DR drills every 20 simulated minutes (20 s at the default speed): the report fills
+            // within a minute or two of the start. Only the demo drills: the tests' engines share
+            // demoConfig and drill only where a test asks for it.
+            config.drill.schedule = try? CalendarEvent(parsing: "*:0/20")
+            config.drill.maxParallel = 2
             config.restore.workers = max(1, workers)
             let store: StateStore
             do { store = try StateStore(path: statePath) } catch { throw UsageError(message: "--state.path: \(error)") }
@@ -64,6 +70,9 @@ struct DemoCommand: AsyncParsableCommand {
                   status page  \(base)/
                   status JSON  \(base)/api/v1/status
                   metrics      \(base)/metrics
+                  DR drills    \(base)/drills   (every 20 simulated minutes; the copy of 107 does not boot)
+                Guest 106's restores fail, 104 is a hand-made guest that is never touched, and the node
+                has too little free memory for a failover of everything (see the page's first line).
                 Press Ctrl-C to stop.
 
                 """

@@ -67,7 +67,7 @@ struct DrillCommand: AsyncParsableCommand {
                 let vmid = g.liveVmid ?? g.targetVmid
                 let type = g.restoredVolid.flatMap(Volid.init(parsing:))?.type.rawValue ?? latest[g.key]?.latest.type ?? "vm"
                 return DrillReport.Row(source: g.source, vmid: g.vmid, type: type, name: names[vmid].flatMap { $0.isEmpty ? nil : $0 } ?? "guest \(g.vmid)",
-                                       targetVmid: vmid, drill: StatusDocument.Drill(StatusSnapshot.Drill(latest: latest[g.key]?.latest, passed: latest[g.key]?.lastPassed)))
+                                       targetVmid: vmid, drill: StatusDocument.Drill(StatusSnapshot.Drill(latest[g.key])))
             }
         print(DrillReport.text(rows, node: config.proxmox.node, now: Date().timeIntervalSince1970), terminator: "")
     }

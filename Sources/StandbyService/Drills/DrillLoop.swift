@@ -39,7 +39,7 @@ extension Reconciler {
             if config.drill.schedule != nil, record != nil, record?.drillSince == nil {
                 context.writer.persist("drills apply to \(g.key)", replay: false) { try $0.update(g.key, targetVmid: g.settings.targetVmid) { $0.drillSince = now } }
             }
-            var v = StatusSnapshot.Drill(latest: latest[g.key]?.latest, passed: latest[g.key]?.lastPassed)
+            var v = StatusSnapshot.Drill(latest[g.key])
             let since = record?.drillSince ?? now
             v.dueAt = (v.lastPassedAt ?? since) + config.drill.overdueAfter.seconds
             if let schedule = config.drill.schedule {
@@ -92,22 +92,24 @@ extension Reconciler {
             let copy = g.restored != nil ? observation.core.guests[g.live] : nil
             let blocked: Bool
             switch g.decision {
-            case .blocked(let r): blocked = r == .drillCleanup || r == .notOwned
+            case .blocked(let r): blocked = [.drillCleanup, .notOwned, .locked, .staleLock, .slotConflict].contains(r)
             default: blocked = false
             }
             return FailoverReadiness.Guest(key: g.key, startable: copy != nil && !blocked,
                                            copyAge: g.restored.map { max(0, now - Double($0.backupTime)) }, rpoTarget: g.settings.rpoTarget.seconds,
-                                           drillResult: drills[g.key]?.result, memory: copy?.maxmem ?? 0, running: copy?.status == "running")
+                                           drillResult: drills[g.key].flatMap { $0.failed ? "failed" : $0.lastPassedAt != nil ? "passed" : $0.result }, memory: copy?.maxmem ?? 0, running: copy?.status == "running")
         }
         return StatusSnapshot.Readiness(summary: FailoverReadiness.summarize(guests, memoryAvailable: node?.available, memoryTotal: node?.total, nodeCores: node?.cpus))
     }
 }
 
 extension StatusSnapshot.Drill {
-    /// A guest's drill view from its latest and latest passed drill records.
-    public init(latest last: DrillRecord?, passed: DrillRecord?) {
+    /// A guest's drill view from its drill records.
+    public init(_ summary: DrillSummary?) {
         self.init()
-        guard let last else { return }
+        guard let summary else { return }
+        let last = summary.latest, passed = summary.lastPassed
+        failed = summary.lastVerdict?.outcome == .failed
         result = last.result
         startedAt = last.startedAt
         finishedAt = last.finishedAt

@@ -175,8 +175,9 @@ public struct StatusSnapshot: Sendable {
         public var dueAt: Double?
         /// When the schedule next drills the guest; nil without a schedule.
         public var nextAt: Double?
-        /// Drills of the guest kept in the state file.
-        public var count: Int = 0
+        /// The newest drill that passed or failed, failed (`pbs_standby_drill_failed`; a skip, an
+        /// abort or a drill in progress leaves it as it was).
+        public var failed = false
     }
 
     /// "If production died now": the failover readiness line of the page and the capacity metrics.

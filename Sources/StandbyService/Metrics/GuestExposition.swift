@@ -61,8 +61,8 @@ enum GuestExposition {
         if guests.contains(where: { $0.drill != nil }) {
             gauges("pbs_standby_drill_last_success_timestamp_seconds", "When the guest's last passed DR drill ended.") { $0.drill?.lastPassedAt }
             gauges("pbs_standby_drill_boot_seconds", "Start to first evidence of boot, of the last passed DR drill.") { $0.drill?.lastPassedBootSeconds }
-            gauges("pbs_standby_drill_failed", "1 when the guest's latest finished DR drill failed.") { g in
-                g.drill.map { $0.result == "failed" ? 1 : 0 }
+            gauges("pbs_standby_drill_failed", "1 while the guest's newest drill that passed or failed, failed.") { g in
+                g.drill.map { $0.failed ? 1 : 0 }
             }
             gauges("pbs_standby_drill_due_timestamp_seconds", "A passed DR drill is due by then (last passed or since drills apply, plus drill.overdue_after).") {
                 $0.drill?.dueAt

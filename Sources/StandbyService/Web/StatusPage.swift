@@ -106,13 +106,13 @@ public enum StatusPage {
         guard let r = s.readiness else { return "" }
         let cls = r.summary.ready ? "ok" : "bad"
         var out = "<p id=\"readiness\" class=\"\(cls)\">\(escape(r.line))</p>"
-        let trouble = s.guests.filter { $0.state == .blocked || $0.state == .failing || $0.drill?.result == "failed" }
+        let trouble = s.guests.filter { $0.state == .blocked || $0.state == .failing || $0.drill?.failed == true }
         if !trouble.isEmpty {
             let runbook = "README.md"  // as the alerts' runbook_url: the README shipped with the package
             out += "<ul id=\"trouble\">" + trouble.map { g in
-                let anchor = g.drill?.result == "failed" ? "alert-pbsstandbydrillfailed"
+                let anchor = g.drill?.failed == true ? "alert-pbsstandbydrillfailed"
                     : g.blockedReason == .drillCleanup ? "blocked-drill-cleanup" : g.state == .blocked ? "alert-pbsstandbyguestblocked" : "alert-pbsstandbyrestorefailing"
-                return "<li>\(escape(g.key.description)) (\(escape(g.name))): <a href=\"\(runbook)#\(anchor)\">\(g.drill?.result == "failed" ? "drill failed" : g.state.rawValue) — runbook</a></li>"
+                return "<li>\(escape(g.key.description)) (\(escape(g.name))): <a href=\"\(runbook)#\(anchor)\">\(g.drill?.failed == true ? "drill failed" : g.state.rawValue) — runbook</a></li>"
             }.joined() + "</ul>"
         }
         return out

@@ -53,6 +53,17 @@ struct MonitoringTests {
                                                  packageRoot.appendingPathComponent("deploy/api/status.schema.json").path, body, guest])
         #expect(rc == 0 && out.contains("valid"), "\(out)")
         #expect(curl(demo.base + "/api/v1/guests/424242") == nil, "unknown guest is 404")
+        // The drill report's JSON against its schema, once a drill ended.
+        #expect(try await demo.waitFor(seconds: 90) { $0.contains("\"evidence\":\"agent\"") })
+        let drills = try #require(curl(demo.base + "/api/v1/drills"))
+        let (rc2, out2) = try tool("/usr/bin/env", ["python3", "-c", """
+            import json, sys, jsonschema
+            doc = json.loads(sys.argv[2])
+            jsonschema.validate(doc, json.load(open(sys.argv[1])))
+            assert any(g["drill"]["result"] == "passed" for g in doc["guests"]), doc
+            print("valid")
+            """, packageRoot.appendingPathComponent("deploy/api/drills.schema.json").path, drills])
+        #expect(rc2 == 0 && out2.contains("valid"), "\(out2)")
     }
 
     /// Debian's headless Chromium renders the page; the screenshot is not blank and the DOM has a row per guest.

@@ -264,4 +264,20 @@ struct DrillEngineTests {
         #expect(latest[Self.vm]?.latest.outcome == .passed && latest[Self.ct]?.latest.outcome == .passed, "\(latest)")
         #expect(latest.values.allSatisfy { $0.latest.scheduled })
     }
+
+    /// A drill does not cost the next delta restore: its tasks are ours, its rollback puts back
+    /// the disks and config, and the copy's new vmgenid is in its marker — the next backup is
+    /// still written as a delta, without a fallback.
+    @Test func aDrillDoesNotCostTheNextDelta() async throws {
+        let (rig, dir) = try DeltaRestoreTests.rig()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        rig.simulator.setBootBehaviour(101, .init(bootSeconds: 5))
+        await rig.once()
+        let r = try #require(await Self.drill(rig, Self.vm))
+        #expect(r.outcome == .passed, "\(r)")
+        rig.clock.advance(by: 3600)
+        await rig.once()
+        let h = try DeltaRestoreTests.last(rig)
+        #expect(h.outcome == .success && h.mode == "delta" && h.fallbackReason == nil, "\(h)")
+    }
 }

@@ -72,4 +72,31 @@ struct StateStoreTests {
         #expect(try service.guest(Self.key)?.held == true)
         #expect(try service.beginRestore(Self.key, targetVmid: 101, volid: "v", bytes: 1, at: 1) == .frozen("held"))
     }
+
+    /// Drill records (issue 16): open records are found, a drill and a restore of one guest
+    /// exclude each other in one transaction, the summary picks the newest verdict, history is pruned.
+    @Test func drillRecordsExcludeRestoresAndArePruned() throws {
+        let store = try StateStore(path: Self.path())
+        let key = Self.key
+        func drill(_ at: Double, _ result: DrillResult) throws {
+            var r = try #require(try store.beginDrillIfIdle(DrillRecord(source: key.source, vmid: key.vmid, type: "vm", targetVmid: 101,
+                                                                       volid: nil, startedAt: at, scheduled: true)))
+            #expect(try store.openDrills().map(\.id) == [r.id])
+            #expect(try store.beginRestore(key, targetVmid: 101, volid: "v", bytes: 1, at: at) == .frozen("drilling"), "a restore waits for the drill")
+            r.result = result.rawValue
+            r.finishedAt = at + 60
+            try store.saveDrill(r)
+        }
+        try drill(1000, .passed)
+        try drill(2000, .failed)
+        try drill(3000, .skipped)
+        let s = try #require(try store.latestDrills()[key])
+        #expect(s.latest.outcome == .skipped && s.lastPassed?.startedAt == 1000 && s.lastVerdict?.outcome == .failed)
+        guard case .started = try store.beginRestore(key, targetVmid: 101, volid: "v", bytes: 1, at: 4000) else { Issue.record("restore refused"); return }
+        #expect(try store.beginDrillIfIdle(DrillRecord(source: key.source, vmid: key.vmid, type: "vm", targetVmid: 101, volid: nil,
+                                                       startedAt: 4000, scheduled: false)) == nil, "no drill beside a running restore")
+        #expect(try store.pruneDrills(before: 2500) == 2)
+        #expect(try store.drills(key).count == 1)
+        #expect(try store.openDrills().isEmpty)
+    }
 }

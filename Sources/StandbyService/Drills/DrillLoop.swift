@@ -36,14 +36,18 @@ extension Reconciler {
         var views: [GuestKey: StatusSnapshot.Drill] = [:]
         for g in plan.guests where config.drillEnabled(vmid: g.key.vmid) {
             let record = observation.records[g.key]
-            if config.drill.schedule != nil, record != nil, record?.drillSince == nil {
-                context.writer.persist("drills apply to \(g.key)", replay: false) { try $0.update(g.key, targetVmid: g.settings.targetVmid) { $0.drillSince = now } }
+            // The overdue clock of a guest starts when drills apply to it: a schedule, or a first
+            // drill run by hand (`pbs-standby drill` from cron). Without either, never overdue.
+            var since = record?.drillSince
+            if since == nil, record != nil, config.drill.schedule != nil || latest[g.key] != nil {
+                let start = min(now, latest[g.key]?.latest.startedAt ?? now)
+                since = start
+                context.writer.persist("drills apply to \(g.key)", replay: false) { try $0.update(g.key, targetVmid: g.settings.targetVmid) { $0.drillSince = start } }
             }
             var v = StatusSnapshot.Drill(latest[g.key])
-            let since = record?.drillSince ?? now
-            v.dueAt = (v.lastPassedAt ?? since) + config.drill.overdueAfter.seconds
+            if let start = v.lastPassedAt ?? since { v.dueAt = start + config.drill.overdueAfter.seconds }
             if let schedule = config.drill.schedule {
-                v.nextAt = schedule.next(after: latest[g.key]?.latest.startedAt ?? since, timeZone: tz)
+                v.nextAt = schedule.next(after: latest[g.key]?.latest.startedAt ?? since ?? now, timeZone: tz)
             }
             views[g.key] = v
         }

@@ -81,7 +81,9 @@ public struct DrillRunner: Sendable {
                 try env.store.saveDrill(r)
                 let upid = try await c.clone(node: node, type: plan.type, vmid: plan.copyVmid, newid: scratch, name: "drill-\(plan.copyVmid)",
                                              description: DrillEnvironment.cloneMarker(drill: r.id ?? 0, of: plan.copyVmid))
-                env.recordTask(upid, on: scratch, in: &r)
+                // The clone task runs under the copy's VMID (it reads the copy): ours there, so a
+                // delta restore does not count it as touching the copy.
+                env.recordTask(upid, on: plan.copyVmid, in: &r)
                 guard try await env.follow(upid) == "OK" else { return (.aborted, "the clone into VMID \(scratch) failed") }
                 vmid = scratch
                 onStep("  cloned into scratch VMID \(scratch)")

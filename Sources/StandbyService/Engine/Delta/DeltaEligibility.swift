@@ -204,11 +204,16 @@ struct DeltaEligibility: Sendable {
         let tasks: [TaskSummary]
         do { tasks = try await client.tasks(node: node, vmid: vmid, limit: 200) } catch { return "the task list cannot be read: \(error)" }
         let ours = ((try? store?.restoreUPIDs(targetVmid: vmid)) ?? []).union((try? store?.ourTasks(targetVmid: vmid)) ?? [])
+        // Our rollbacks that succeeded (a DR drill's, issue 16): the disks are back to the snapshot
+        // taken before our start, so what that start wrote is gone.
+        let rolledBack = tasks.filter { $0.upid.type == "qmrollback" && $0.status == "OK" && ours.contains($0.upid.description) }.map(\.upid.startTime)
         for t in tasks where t.upid.startTime >= since - 1 && t.upid.id == String(vmid) {
             let starts = ["qmstart", "hastart", "qmresume"].contains(t.upid.type)
             // A start refused for our lock (`VM is locked (rollback)` during a delta) never ran the
             // guest; any other failed start may have (QEMU can run on after a start timeout).
             if starts, let st = t.status, st.hasPrefix("VM is locked") { continue }
+            // Our own start (a drill's), undone by our later rollback.
+            if starts, ours.contains(t.upid.description), rolledBack.contains(where: { $0 >= t.upid.startTime }) { continue }
             if starts || !ours.contains(t.upid.description) { return "task \(t.upid.type) (\(t.upid)) ran on \(vmid) after its restore" }
         }
         return nil

@@ -20,6 +20,14 @@ struct CheckConfigCommand: AsyncParsableCommand {
             print("config \(global.configFile) is valid")
             print("transport \(config.proxmox.transport.rawValue) node \(config.proxmox.node) state \(config.statePath)")
             print("workers \(config.restore.workers) poll \(formatDuration(config.restore.pollInterval)) rpo_target \(formatDuration(config.restore.rpoTarget))")
+            let d = config.drill
+            if let schedule = d.schedule {
+                let next = schedule.next(after: Date().timeIntervalSince1970, timeZone: .current).map { iso8601($0) } ?? "never"
+                print("drill schedule '\(schedule)' (next \(next)) max_parallel \(d.maxParallel) boot_timeout \(formatDuration(d.bootTimeout)) min_evidence \(d.minEvidence.rawValue) overdue_after \(formatDuration(d.overdueAfter))"
+                      + (d.cloneWithoutSnapshots ? " clones into \(d.scratchVmids.map { "\($0.lowerBound)-\($0.upperBound)" } ?? "-")" : ""))
+            } else {
+                print("drill: no schedule (only `pbs-standby drill`)")
+            }
             for src in config.sources {
                 print("source \(src.storage) -> target storage \(src.targetStorage ?? "(from backup)") vmid_offset \(src.vmidOffset) priority \(src.priority) rpo_target \(formatDuration(src.rpoTarget ?? config.restore.rpoTarget))")
                 if src.targetStorage == nil {
@@ -29,7 +37,8 @@ struct CheckConfigCommand: AsyncParsableCommand {
                 }
             }
             for (vmid, o) in config.guests.sorted(by: { $0.key < $1.key }) {
-                print("guest \(vmid): priority \(o.priority.map(String.init) ?? "-") rpo_target \(o.rpoTarget.map(formatDuration) ?? "-") start_after_restore \(o.startAfterRestore.map { "\($0)" } ?? "-") target_storage \(o.targetStorage ?? "-")")
+                print("guest \(vmid): priority \(o.priority.map(String.init) ?? "-") rpo_target \(o.rpoTarget.map(formatDuration) ?? "-") start_after_restore \(o.startAfterRestore.map { "\($0)" } ?? "-") target_storage \(o.targetStorage ?? "-")"
+                      + (o.drill == false ? " drill off" : ""))
             }
             guard probe else { return }
             // The probe only reads (GET): nothing is restored. What PVE would refuse comes from the
@@ -91,7 +100,7 @@ struct CheckConfigCommand: AsyncParsableCommand {
                     }
                     if config.drillEnabled(vmid: vmid) {
                         let missing = DrillProbe.missing(permissions, targetVmid: s.targetVmid, type: probed.volid.type, node: node, drill: config.drill)
-                        print(missing.isEmpty ? "    drill: privileges present" : "    drill would be refused: " + missing.joined(separator: "; "))
+                        print(missing.isEmpty ? "    drill: privileges present" : "    drill: cannot run — " + missing.joined(separator: "; "))
                     }
                     if !reasons.isEmpty { refused += 1 }
                 }

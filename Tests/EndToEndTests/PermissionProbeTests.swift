@@ -46,6 +46,9 @@ struct PermissionProbeTests {
         #expect(refused.contains { $0.contains("mp0 is a bind mount point: only root@pam can restore it") }, "\(out)")
         #expect(refused.count == 3, "nothing refused for 101: \(out)")
         #expect(out.contains("3 guest(s) would be refused\n"), "\(out)")
+        // DR drills (issue 16): the README's restore role lacks the drill privileges; the probe names them.
+        #expect(out.contains("    drill: cannot run — missing VM.Snapshot on /vms/101; missing VM.Snapshot.Rollback on /vms/101; missing VM.Config.Network on /vms/101; missing VM.GuestAgent.Audit"), "\(out)")
+        #expect(out.contains("drill: no schedule (only `pbs-standby drill`)"), "\(out)")
         // Each finding under its guest's line.
         let lines = out.split(separator: "\n").map(String.init)
         let at102 = try #require(lines.firstIndex { $0.hasPrefix("  pbs-prod/102 ") })

@@ -1,6 +1,7 @@
 import Foundation
 import ProxmoxAPI
 import ProxmoxSimulator
+import ServiceLifecycle
 import StandbyCore
 import StandbyService
 import StandbyStore
@@ -279,5 +280,32 @@ struct DrillEngineTests {
         await rig.once()
         let h = try DeltaRestoreTests.last(rig)
         #expect(h.outcome == .success && h.mode == "delta" && h.fallbackReason == nil, "\(h)")
+    }
+
+    /// A graceful stop (SIGTERM) during a drill: the drill is aborted and undone — stopped, rolled
+    /// back, snapshot removed, links up — before the service ends; the guest is not blocked.
+    @Test func aGracefulStopUndoesARunningDrill() async throws {
+        let rig = try await Self.rig(boot: [101: .init(agent: true, mode: .hangs)], extraVM: ["agent": "1"]) { c in
+            c.drill.schedule = try? CalendarEvent(parsing: "*:*:0/10")
+        }
+        let before = try await Self.config(rig, 101, .vm)
+        let ticking = Task { while !Task.isCancelled { rig.clock.advance(by: 1); try? await Task.sleep(for: .milliseconds(2)) } }
+        defer { ticking.cancel() }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: rig.runtime.reconciler)], logger: .init(label: "drill-stop")))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let deadline = Date().addingTimeInterval(60)
+            while rig.simulator.guestSnapshot(101)?.status != "running", Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(rig.simulator.guestSnapshot(101)?.status == "running", "a scheduled drill booted the copy")
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let r = try #require(try rig.store.drills(Self.vm).first)
+        #expect(r.outcome == .aborted && r.reason?.contains("stopping") == true, "\(r)")
+        #expect(rig.simulator.guestSnapshot(101)?.status == "stopped")
+        #expect(try await Self.config(rig, 101, .vm).filter { DrillIsolation.numbered($0.key, "net") != nil }
+                == before.filter { DrillIsolation.numbered($0.key, "net") != nil }, "links up again")
+        #expect(try await rig.runtime.client.snapshots(node: rig.config.proxmox.node, vmid: 101).isEmpty)
+        #expect(try rig.store.guest(Self.vm)?.drillBlocked == nil)
     }
 }

@@ -14,12 +14,16 @@ public struct DrillEnvironment: Sendable {
     public let clock: any EngineClock
     /// Where each step is logged.
     public let logger: Logger
+    /// Asked at each check of a running drill: a reason to abort it now (the service is stopping), or nil.
+    let abort: @Sendable () -> String?
 
-    /// An environment.
-    public init(operations: GuestOperations, clock: any EngineClock, logger: Logger = Logger(label: "pbs-standby.drill")) {
+    /// An environment; `abort` names a reason to end running drills early (a graceful stop).
+    public init(operations: GuestOperations, clock: any EngineClock, logger: Logger = Logger(label: "pbs-standby.drill"),
+                abort: @escaping @Sendable () -> String? = { nil }) {
         self.operations = operations
         self.clock = clock
         self.logger = logger
+        self.abort = abort
     }
 
     var config: StandbyConfig { operations.config }

@@ -12,7 +12,20 @@ extension Reconciler {
     /// The drill's view of the engine.
     var drillEnvironment: DrillEnvironment {
         DrillEnvironment(operations: GuestOperations(config: config, client: context.client, store: context.store),
-                         clock: context.clock, logger: context.logger)
+                         clock: context.clock, logger: context.logger,
+                         abort: { [self] in self.state.withLock { $0.drillsStopping } ? "the service is stopping" : nil })
+    }
+
+    /// On a graceful stop: running drills are aborted and undone (stop, rollback) before the
+    /// workers are cancelled — up to 60 s (systemd's default stop timeout is 90 s); a drill not
+    /// undone by then is undone at the next start.
+    func stopDrills() async {
+        state.withLock { $0.drillsStopping = true }
+        let deadline = ContinuousClock.now + .seconds(60)
+        // The loop has ended: the drills' `drillFinished` events are applied here.
+        while applyEvents() || state.withLock({ !$0.drilling.isEmpty }), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     /// Undoes every drill a crash or kill left open (before any restore).
@@ -63,7 +76,7 @@ extension Reconciler {
             context.writer.persist("drill history", replay: false) { _ = try $0.pruneDrills(before: now - self.config.drill.history.seconds) }
         }
         // Scheduled drills: not in `once`, not while any guest is failed over.
-        guard config.drill.schedule != nil, state.withLock({ $0.startedThisOnce == nil }),
+        guard config.drill.schedule != nil, state.withLock({ $0.startedThisOnce == nil && !$0.drillsStopping }),
               !observation.records.values.contains(where: \.failedOver), observation.core.stateWritable else { return }
         var running = drilling.count
         let queued = Set(plan.queue).union(plan.starts.map(\.key))

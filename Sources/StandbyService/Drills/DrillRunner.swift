@@ -43,6 +43,12 @@ public struct DrillRunner: Sendable {
         env.logger.info("drill starting", metadata: meta)
         onStep("drill of \(key) (VMID \(plan.copyVmid), \(plan.volid)) starting")
         var outcome = await boot(plan, &r, onStep: onStep)
+        if Task.isCancelled {
+            // Cancelled outright (not a graceful stop): PVE calls fail now. The record stays open,
+            // and the next start of any pbs-standby undoes the drill before any restore.
+            env.logger.warning("drill interrupted; its cleanup runs at the next start", metadata: meta)
+            return r
+        }
         let cleanup = await DrillCleanup(environment: env).clean(&r, plan: plan)
         if let problem = cleanup {
             try? env.store.setDrillBlocked(key, targetVmid: plan.copyVmid, "drill \(r.id ?? 0) of VMID \(plan.copyVmid): \(problem)")
@@ -113,6 +119,7 @@ public struct DrillRunner: Sendable {
             }
             onStep("  \(changes.count) NIC(s) set link_down=1")
             if let why = try env.store.frozen(r.key) { return (.aborted, "the guest is \(why)") }
+            if let why = env.abort() { return (.aborted, why) }
             let start = try await c.start(node: node, type: plan.type, vmid: vmid)
             env.recordTask(start, on: vmid, in: &r)
             let startStatus = try await env.follow(start)
@@ -135,6 +142,7 @@ public struct DrillRunner: Sendable {
         while true {
             if Task.isCancelled { return (.aborted, "the service stopped") }
             if let why = try? env.store.frozen(r.key) { return (.aborted, "the guest is \(why)") }
+            if let why = env.abort() { return (.aborted, why) }
             let elapsed = env.clock.now() - t0
             if let status = try? await c.guestStatus(node: env.node, type: plan.type, vmid: vmid), status.status == "stopped" {
                 return (.failed, String(format: "stopped by itself %.0f s after its start (did not boot)", elapsed))

@@ -76,6 +76,8 @@ public final class Reconciler: Service, Sendable {
         var drillCounts: [String: [String: Int]] = [:]
         /// When ended drills were last pruned (`drill.history`).
         var drillsPrunedAt: Double = 0
+        /// A graceful stop began: running drills abort and undo themselves, none starts.
+        var drillsStopping = false
     }
 
     struct InFlight: Sendable {
@@ -151,6 +153,8 @@ public final class Reconciler: Service, Sendable {
                     events.emit(.shutdown)
                 }
             }
+            // Restores run on in PVE (re-attached at the next start); drills are undone first.
+            if !Task.isCancelled { await stopDrills() }
             group.cancelAll()
         }
     }

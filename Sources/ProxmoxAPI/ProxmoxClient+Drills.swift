@@ -65,6 +65,19 @@ extension ProxmoxClient {
         return try upid(path, try await transport.call(.post, path, parameters: params))
     }
 
+    /// `POST /nodes/{node}/qemu/{vmid}/status/resume` (`qmresume` task; `VM.PowerMgmt`): a VM
+    /// started with `freeze: 1` runs from here (qemu-server RunState.pm `vm_resume`: `cont`).
+    public func resume(node: String, vmid: Int) async throws(ProxmoxError) -> UPID {
+        let path = "/nodes/\(node)/qemu/\(vmid)/status/resume"
+        return try upid(path, try await transport.call(.post, path))
+    }
+
+    /// `GET /nodes/{node}/{qemu|lxc}/{vmid}/snapshot`: each snapshot's name and description.
+    public func snapshotList(node: String, type: GuestType, vmid: Int) async throws(ProxmoxError) -> [(name: String, description: String)] {
+        let path = "/nodes/\(node)/\(type.apiType)/\(vmid)/snapshot"
+        return try await list(path) { r throws(ProxmoxError) in (try r.string("name"), r.optionalString("description") ?? "") }.filter { $0.name != "current" }
+    }
+
     /// `GET /nodes/{node}/status` (pve-manager PVE/API2/Nodes.pm `status`; needs `Sys.Audit` on
     /// `/nodes/{node}`): the node's memory.
     public func nodeMemory(node: String) async throws(ProxmoxError) -> NodeMemory {

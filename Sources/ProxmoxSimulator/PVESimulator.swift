@@ -586,6 +586,8 @@ public final class PVESimulator: Sendable {
             let lockMsg = g.lock.map { "\(kind) is locked (\($0))" }
             return .ok(.string(newTask(&s, now: now, type: type == .vm ? "qmstart" : "vzstart", vmid: vmid, duration: 2,
                                        lines: [], error: lockMsg, effect: lockMsg == nil ? .setStatus(vmid: vmid, status: "running") : .none).description))
+        case (.post, ["status", "resume"]) where type == .vm:
+            return resumeVM(&s, now: now, g)
         case (.post, ["status", "stop"]):
             // Stopping a stopped CT is a synchronous 500 (§13.5); a stopped VM's stop is a no-op task.
             if type == .ct, g.status != "running" { return .error(status: 500, message: "CT \(vmid) not running\n", errors: [:]) }

@@ -53,8 +53,10 @@ extension PVESimulator {
         if running, !wasRunning {
             g.startedAt = time
             g.dataGeneration = nextDataGeneration(&s)
+            g.paused = g.type == .vm && Self.parseBoolean(g.extraConfig["freeze"] ?? "0") == true ? true : nil
         } else if !running {
             g.startedAt = nil
+            g.paused = nil
         }
         s.guests[vmid] = g
     }
@@ -76,7 +78,7 @@ extension PVESimulator {
             if b.effectiveMode == .fails { failing.insert(vmid) } else { failing.remove(vmid) }
         }
         for vmid in failing {
-            guard let g = s.guests[vmid], g.status == "running", let started = g.startedAt,
+            guard let g = s.guests[vmid], g.status == "running", g.paused != true, let started = g.startedAt,
                   started + bootBehaviour(s, vmid).bootSeconds <= now else { continue }
             setPowerState(&s, vmid, running: false, at: started + bootBehaviour(s, vmid).bootSeconds)
         }
@@ -85,6 +87,7 @@ extension PVESimulator {
     /// The boot phase of `g` at `now`. A guest running since before the simulator knew it has booted.
     func bootPhase(_ s: State, _ g: SimGuest, now: Double) -> BootPhase {
         guard g.status == "running" else { return .stopped }
+        if g.paused == true { return .booting }  // CPUs stopped (`freeze`): nothing runs yet
         guard let started = g.startedAt else { return .booted }
         let b = bootBehaviour(s, g.vmid)
         if now < started + b.bootSeconds { return .booting }
@@ -93,6 +96,21 @@ extension PVESimulator {
         case .hangs: return .hung
         case .fails: return .booting  // powered off by settleBoots
         }
+    }
+
+    /// `POST …/qemu/{vmid}/status/resume` (qemu-server API2/Qemu.pm `vm_resume`, `VM.PowerMgmt`;
+    /// RunState.pm `vm_resume`: `cont`, nothing to do when already running): a VM started with
+    /// `freeze: 1` runs from now — its boot clock starts here.
+    func resumeVM(_ s: inout State, now: Double, _ g: SimGuest) -> SimResult {
+        if let e = permissionCheck(s, "/vms/\(g.vmid)", "VM.PowerMgmt") { return .error(status: 403, message: e + "\n", errors: [:]) }
+        guard g.status == "running" else { return .error(status: 500, message: "VM \(g.vmid) not running\n", errors: [:]) }
+        if g.paused == true {
+            var ng = g
+            ng.paused = nil
+            ng.startedAt = now
+            s.guests[g.vmid] = ng
+        }
+        return .ok(.string(newTask(&s, now: now, type: "qmresume", vmid: g.vmid, duration: 1, lines: [], error: nil, effect: .none).description))
     }
 
     /// Seconds since the guest became running (0 when stopped); since the simulator started for a
@@ -114,7 +132,7 @@ extension PVESimulator {
             "mem": .number(g.status == "running" ? maxmem : 0), "cpus": .number(2),
         ]
         if g.type == .vm {
-            o["qmpstatus"] = .string(g.status)
+            o["qmpstatus"] = .string(g.paused == true ? "prelaunch" : g.status)
             if Self.agentEnabled(g.extraConfig["agent"]) { o["agent"] = .number(1) }
         }
         if let l = g.lock { o["lock"] = .string(l) }

@@ -59,12 +59,15 @@ extension PVESimulator {
                     errors[key] = g.type == .vm ? "invalid format - format error\nmemory.current: type check ('integer') failed - got '\(text)'\n"  // [unverified] wording
                                                 : "type check ('integer') failed - got '\(value)'"
                 }
+            } else if key == "freeze", g.type == .vm {
+                // qemu-server confdesc `freeze` (boolean); a power option: `VM.PowerMgmt` (Qemu.pm:843, :1020).
+                if let b = Self.parseBoolean(value) { values[key] = b ? "1" : "0" } else { errors[key] = "type check ('boolean') failed - got '\(value)'" }
             } else if key == "agent", g.type == .vm {
                 if Self.parseAgent(value) { values[key] = value } else { errors[key] = "invalid format - format error\nagent.enabled: type check ('boolean') failed - got '\(value)'\n" }  // [unverified] wording
             }
         }
         guard errors.isEmpty else { return .error(status: 400, message: "Parameter verification failed.\n", errors: errors) }
-        let drillKeys = Set(values.keys).union(deletes.filter { $0 == "memory" || $0 == "agent" || Self.numbered($0, "net") != nil })
+        let drillKeys = Set(values.keys).union(deletes.filter { $0 == "memory" || $0 == "agent" || $0 == "freeze" || Self.numbered($0, "net") != nil })
         let lockChange = p["lock"] != nil || deletes.contains("lock")
         func forbidden(_ m: String) -> SimResult { .error(status: 403, message: m + "\n", errors: [:]) }
         if g.type == .vm {
@@ -115,7 +118,7 @@ extension PVESimulator {
         guard !scenario.callerIsRoot else { return nil }  // both checks return 1 for root@pam first
         let path = "/vms/\(g.vmid)"
         for key in keys.sorted() {
-            let priv = key == "memory" ? "VM.Config.Memory" : key == "agent" ? "VM.Config.Options" : "VM.Config.Network"
+            let priv = key == "memory" ? "VM.Config.Memory" : key == "agent" ? "VM.Config.Options" : key == "freeze" ? "VM.PowerMgmt" : "VM.Config.Network"
             if let e = permissionCheck(s, path, priv) { return e }
             if let b = newValues[key].flatMap(Self.netBridge), let e = bridgeCheck(s, b) { return e }
         }

@@ -38,6 +38,10 @@ struct SimGuest: Codable {
     /// When the guest last became `running` here (the end of its start task); nil while stopped,
     /// or for a guest running since before the simulator knew it (SimulatorBoot.swift).
     var startedAt: Double?
+    /// Started with `freeze: 1`: QEMU runs with its CPUs stopped (`-S`, qemu-server
+    /// QemuServer.pm:3455; `qmpstatus` `prelaunch`) until `status/resume` (`cont`, RunState.pm
+    /// `vm_resume`); the guest does not boot meanwhile. Optional: older saved states lack it.
+    var paused: Bool?
     /// VM config changes waiting for the next stop or start (`pending` section; a running VM's
     /// `memory` and `agent` changes, SimulatorConfigPut.swift).
     var pending: [String: String] = [:]

@@ -6,14 +6,15 @@ import ProxmoxModel
 /// Every `netN` gets `link_down=1` — an option of both VM NICs (qemu-server
 /// src/PVE/QemuServer/Network.pm `link_down`) and CT NICs (pve-container src/PVE/LXC/Config.pm
 /// `link_down`, applied by `update_pct_config`) — so the guest boots with its links down. What a
-/// link flag cannot cut makes the guest not isolatable, and it is not started:
+/// link flag cannot cut makes the guest not isolatable, and it is not started (VMs and CTs:
+/// `hookscript`, root code on the host at each start):
 /// - VM: `hostpciN` (a passed-through NIC or any PCI device reaches the host's hardware),
 ///   `usbN` other than SPICE redirection (a host device), `serialN`/`parallelN` on a host device,
 ///   `virtiofsN` (a host directory), a disk or CD-ROM on a host path (`/dev/…`), `args` (raw QEMU
 ///   arguments can add a NIC the API does not show).
 /// - CT: a mount point on a host path (`mpN: /host/path,mp=…`, bind and device mounts), `devN`
 ///   (a device node passed through), raw `lxc.*` keys that add NICs, mounts, devices or hooks
-///   (`lxc.net.*`, `lxc.mount*`, `lxc.cgroup*.devices.*`, `lxc.hook.*`; GET config returns them as
+///   (`lxc.net.*`, `lxc.mount*`, `lxc.cgroup*.devices.*`, `lxc.hook.*`, `lxc.include`; GET config returns them as
 ///   the `lxc` array, which the client turns into `lxc.<key>` entries).
 public enum DrillIsolation {
     /// The config changes that isolate a guest, or why it cannot be isolated.
@@ -29,6 +30,12 @@ public enum DrillIsolation {
         var changes: [String: String] = [:], problems: [String] = []
         for key in raw.keys.sorted() {
             let value = raw[key] ?? ""
+            // VMs and CTs: a hook script runs as root on the host at each start (qemu-server
+            // QemuServer.pm `exec_hookscript` pre-start/post-start; pve-container LXC.pm).
+            if key == "hookscript" {
+                problems.append("hookscript: runs as root on the host at the start")
+                continue
+            }
             if numbered(key, "net") != nil {
                 changes[key] = linkDown(value)
                 continue
@@ -73,6 +80,7 @@ public enum DrillIsolation {
             if k.hasPrefix("mount") { return "a raw LXC mount" }
             if k.hasPrefix("hook") { return "a raw LXC hook runs on the host" }
             if k.hasPrefix("cgroup"), k.contains("devices") { return "raw LXC device access" }
+            if k.hasPrefix("include") { return "a raw LXC include of a host file (it may add NICs or mounts)" }
         }
         return nil
     }

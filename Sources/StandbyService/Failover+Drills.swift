@@ -11,13 +11,19 @@ extension Failover {
     func abortDrill(_ k: GuestKey, say: (String) -> Void) async -> Bool {
         let store = operations.store
         guard let open = ((try? store.openDrills()) ?? []).first(where: { $0.key == k }) else { return blockedByDrill(k, say: say) }
-        say("\(k): a DR drill of VMID \(open.cloneVmid ?? open.targetVmid) runs; aborting it (stop, roll back: the links come up again)")
-        let deadline = Date().addingTimeInterval(60)
+        if let clone = open.cloneVmid {
+            // A clone drill boots a scratch clone: the copy itself is untouched and starts now;
+            // the drill sees the failover flag and destroys its clone.
+            say("\(k): a DR drill runs on the scratch clone \(clone); the copy itself is untouched")
+            return blockedByDrill(k, say: say)
+        }
+        say("\(k): a DR drill of VMID \(open.targetVmid) runs; aborting it (stop, roll back: the links come up again)")
+        let deadline = Date().addingTimeInterval(open.processAlive ? 60 : 0)
         while Date() < deadline, ((try? store.openDrills()) ?? []).contains(where: { $0.id == open.id }) {
             try? await Task.sleep(for: .seconds(1))
         }
         if ((try? store.openDrills()) ?? []).contains(where: { $0.id == open.id }) {
-            say("\(k): the drill's process did not end it within 60 s; undoing it here")
+            say("\(k): the drill's process \(open.processAlive ? "did not end it within 60 s" : "is gone"); undoing it here")
             var r = open
             let problem = await DrillCleanup(environment: DrillEnvironment(operations: operations, clock: WallClock())).clean(&r)
             r.result = DrillResult.aborted.rawValue

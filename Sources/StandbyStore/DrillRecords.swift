@@ -50,6 +50,9 @@ public struct DrillRecord: Sendable, Codable, Equatable, FetchableRecord, Mutabl
     /// The kernel's boot id when the drill began: after a reboot no process of the record lives on
     /// (a reused pid does not keep the record open).
     public var bootID: String
+    /// The process's start time (`/proc/<pid>/stat` field 22, clock ticks since boot): a later
+    /// process that reuses the pid has another.
+    public var processStart: String
 
     /// A drill about to begin.
     public init(source: String, vmid: Int, type: String, targetVmid: Int, volid: String?, startedAt: Double, scheduled: Bool) {
@@ -64,6 +67,16 @@ public struct DrillRecord: Sendable, Codable, Equatable, FetchableRecord, Mutabl
         self.scheduled = scheduled
         self.pid = getpid()
         self.bootID = Self.currentBootID
+        self.processStart = Self.startTime(of: getpid()) ?? ""
+    }
+
+    /// Field 22 (`starttime`) of `/proc/<pid>/stat`, nil when the process does not exist.
+    static func startTime(of pid: Int32) -> String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // After the command name in parentheses: field 3 (state) onwards.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? String(fields[19]) : nil
     }
 
     /// `/proc/sys/kernel/random/boot_id` (empty where there is none).
@@ -73,7 +86,7 @@ public struct DrillRecord: Sendable, Codable, Equatable, FetchableRecord, Mutabl
     /// Whether the process that runs this drill is alive (same boot, pid exists): its open
     /// record is a drill in progress, not one to clean up.
     public var processAlive: Bool {
-        bootID == Self.currentBootID && (kill(pid, 0) == 0 || errno == EPERM)
+        bootID == Self.currentBootID && Self.startTime(of: pid).map { processStart.isEmpty || $0 == processStart } == true
     }
 
     /// The result as the enum.
@@ -120,6 +133,7 @@ extension StateStore {
                 t.column("scheduled", .boolean).notNull().defaults(to: false)
                 t.column("pid", .integer).notNull().defaults(to: 0)
                 t.column("bootID", .text).notNull().defaults(to: "")
+                t.column("processStart", .text).notNull().defaults(to: "")
             }
             try db.create(index: "drill_by_guest", on: "drill", columns: ["source", "vmid", "id"])
             try db.alter(table: "guest") { t in
@@ -140,11 +154,16 @@ extension StateStore {
         }
     }
 
-    /// Records a drill about to begin unless a restore or another drill of the guest is recorded
-    /// as running (one transaction: a restore recorded first wins, and one recorded after sees
-    /// the drill). Nil when refused.
+    /// Records a drill about to begin unless the guest is held, any guest is failed over, or a
+    /// restore or another drill of the guest is recorded as running (one transaction: a flag or a
+    /// restore recorded first wins, and one recorded after sees the drill). Nil when refused.
     public func beginDrillIfIdle(_ record: DrillRecord) throws -> DrillRecord? {
         try db.write { db in
+            // Held or failed over (also any other guest failed over: drills pause then), seen in
+            // the same transaction as a `hold` or `failover` that wrote its flag first.
+            let frozen = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM guest WHERE failedOver OR (source = ? AND vmid = ? AND held)",
+                                          arguments: [record.source, record.vmid]) ?? 0
+            guard frozen == 0 else { return nil }
             let restoring = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM history WHERE source = ? AND vmid = ? AND result = ?",
                                              arguments: [record.source, record.vmid, RestoreResult.running.rawValue]) ?? 0
             let drilling = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM drill WHERE source = ? AND vmid = ? AND result = ?",

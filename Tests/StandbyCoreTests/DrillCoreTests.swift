@@ -46,7 +46,8 @@ struct DrillCoreTests {
         #expect(changes == ["net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1,link_down=1", "net1": "e1000=BC:24:11:00:00:02,bridge=vmbr1,link_down=1"])
         #expect(!DrillIsolation.isIsolated(vm) && DrillIsolation.isIsolated(vm.merging(changes) { $1 }))
         for (key, value) in [("hostpci0", "0000:01:00.0"), ("usb1", "host=1234:5678"), ("virtiofs0", "dirid=share"), ("scsi1", "/dev/sdb"),
-                             ("serial0", "/dev/ttyS0"), ("parallel0", "/dev/parport0"), ("args", "-netdev user,id=x")] {
+                             ("serial0", "/dev/ttyS0"), ("parallel0", "/dev/parport0"), ("args", "-netdev user,id=x"),
+                             ("hookscript", "local:snippets/hook.pl")] {
             guard case .notIsolatable(let why) = DrillIsolation.verdict(type: .vm, config: vm.merging([key: value]) { $1 }) else {
                 Issue.record("\(key) must make a VM not isolatable"); continue
             }
@@ -55,7 +56,8 @@ struct DrillCoreTests {
         let ct = ["net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:03,ip=dhcp,type=veth", "rootfs": "local-lvm:subvol-200-disk-0,size=8G",
                   "mp0": "local-lvm:vm-200-disk-1,mp=/data"]
         #expect(DrillIsolation.verdict(type: .ct, config: ct) == .isolatable(changes: ["net0": DrillIsolation.linkDown(ct["net0"]!)]))
-        for (key, value) in [("mp1", "/srv/share,mp=/share"), ("dev0", "/dev/ttyUSB0"), ("lxc.net.1.type", "phys"), ("lxc.mount.entry", "/a b none bind")] {
+        for (key, value) in [("mp1", "/srv/share,mp=/share"), ("dev0", "/dev/ttyUSB0"), ("lxc.net.1.type", "phys"), ("lxc.mount.entry", "/a b none bind"), ("lxc.include", "/etc/lxc/extra.conf"),
+                             ("hookscript", "local:snippets/hook.pl")] {
             if case .isolatable = DrillIsolation.verdict(type: .ct, config: ct.merging([key: value]) { $1 }) { Issue.record("\(key) must make a CT not isolatable") }
         }
     }

@@ -85,6 +85,12 @@ struct DrillEngineTests {
         #expect(r.osInfo?.isEmpty == false && r.hostName?.isEmpty == false, "get-osinfo and get-host-name recorded")
         let proof = Self.everyStartWasIsolated(rig, vmid: 101, before: before)
         #expect(proof.starts == 1 && proof.isolated)
+        // Started frozen (`freeze: 1`: no guest instruction before PVE sets the links down), then resumed.
+        let calls = rig.mutations(vmid: 101).filter { $0.status == 200 }
+        let freeze = try #require(calls.firstIndex { $0.method == "PUT" && $0.parameters["freeze"] == "1" })
+        let start = try #require(calls.firstIndex { $0.path.hasSuffix("/status/start") })
+        let resume = try #require(calls.firstIndex { $0.path.hasSuffix("/status/resume") })
+        #expect(freeze < start && start < resume)
         let after = try await Self.config(rig, 101, .vm)
         let same = Set(before.keys).union(after.keys).subtracting(["vmgenid", "description", "digest"]).filter { before[$0] != after[$0] }
         #expect(same.isEmpty, "config differs after the drill: \(same)")
@@ -196,7 +202,7 @@ struct DrillEngineTests {
         r.snapshot = DrillEnvironment.snapshotName
         try rig.store.saveDrill(r)
         let ticking = Task { while !Task.isCancelled { rig.clock.advance(by: 2); try? await Task.sleep(for: .milliseconds(2)) } }
-        _ = try await c.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: "drill")
+        _ = try await c.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: DrillEnvironment.snapshotDescription(drill: r.id ?? 0))
         try await Task.sleep(for: .milliseconds(100))
         let cfg = try await c.guestConfig(node: node, type: .vm, vmid: 101)
         try await c.updateConfig(node: node, type: .vm, vmid: 101, set: ["net0": DrillIsolation.linkDown(before["net0"]!)], digest: cfg.digest)
@@ -307,5 +313,64 @@ struct DrillEngineTests {
                 == before.filter { DrillIsolation.numbered($0.key, "net") != nil }, "links up again")
         #expect(try await rig.runtime.client.snapshots(node: rig.config.proxmox.node, vmid: 101).isEmpty)
         #expect(try rig.store.guest(Self.vm)?.drillBlocked == nil)
+    }
+
+    /// Review findings: a failed-over copy that the failover started is never stopped or rolled
+    /// back by a drill's cleanup (it is blocked instead); after a crash between the rollback and
+    /// the end of the drill the copy's new vmgenid is recorded (it stays ours); a snapshot of the
+    /// drill's name that the drill did not take is never rolled back to.
+    @Test func cleanupNeverStopsAServingCopyAndKeepsItOurs() async throws {
+        let rig = try await Self.rig(boot: [101: .init(bootSeconds: 5)])
+        let c = rig.runtime.client, node = rig.config.proxmox.node
+        let ticking = Task { while !Task.isCancelled { rig.clock.advance(by: 1); try? await Task.sleep(for: .milliseconds(2)) } }
+        defer { ticking.cancel() }
+        func open(pid: Int32 = 999_999) throws -> DrillRecord {
+            var r = try #require(try rig.store.beginDrillIfIdle(DrillRecord(source: "pbs-prod", vmid: 101, type: "vm", targetVmid: 101,
+                                                                            volid: nil, startedAt: rig.clock.now(), scheduled: true)))
+            r.pid = pid
+            r.snapshot = DrillEnvironment.snapshotName
+            try rig.store.saveDrill(r)
+            return r
+        }
+        func settle() async throws { try await Task.sleep(for: .milliseconds(150)) }
+        // 1. The drill's snapshot exists, then a failover started the copy (not the drill): not stopped.
+        let first = try open()
+        _ = try await c.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: DrillEnvironment.snapshotDescription(drill: first.id ?? 0))
+        try await settle()
+        try rig.store.update(Self.vm, targetVmid: 101) { $0.failedOver = true }
+        _ = try await c.start(node: node, type: .vm, vmid: 101)
+        try await settle()
+        let ended = await DrillCleanup(environment: DrillEnvironment(operations: rig.operations, clock: rig.clock)).finishOpenDrills()
+        #expect(ended.count == 1 && rig.simulator.guestSnapshot(101)?.status == "running", "the serving copy runs on")
+        #expect(!rig.mutations(vmid: 101).contains { $0.path.hasSuffix("/rollback") }, "never rolled back under the failover")
+        #expect(try rig.store.guest(Self.vm)?.drillBlocked?.contains("failed over") == true)
+
+        // 2. A crash after our rollback and the snapshot's removal: the new vmgenid is recorded.
+        let rig2 = try await Self.rig(boot: [101: .init(bootSeconds: 5)])
+        let c2 = rig2.runtime.client
+        let ticking2 = Task { while !Task.isCancelled { rig2.clock.advance(by: 1); try? await Task.sleep(for: .milliseconds(2)) } }
+        defer { ticking2.cancel() }
+        var r2 = try #require(try rig2.store.beginDrillIfIdle(DrillRecord(source: "pbs-prod", vmid: 101, type: "vm", targetVmid: 101,
+                                                                          volid: nil, startedAt: rig2.clock.now(), scheduled: true)))
+        r2.pid = 999_999
+        r2.snapshot = DrillEnvironment.snapshotName
+        _ = try await c2.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: DrillEnvironment.snapshotDescription(drill: r2.id ?? 0))
+        try await Task.sleep(for: .milliseconds(150))
+        let rollback = try await c2.rollbackSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName)
+        r2.tasks = rollback.description
+        try rig2.store.saveDrill(r2)
+        try await Task.sleep(for: .milliseconds(150))
+        _ = try await c2.deleteSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName)
+        try await Task.sleep(for: .milliseconds(150))
+        _ = await DrillCleanup(environment: DrillEnvironment(operations: rig2.operations, clock: rig2.clock)).finishOpenDrills()
+        #expect(try await rig2.operations.provenCopy(of: Self.vm) != nil, "still ours after the crash")
+
+        // 3. A stale `pbs-standby-drill` snapshot the drill did not take: the drill skips, nothing rolls back to it.
+        _ = try await c2.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: "left by an operator")
+        try await Task.sleep(for: .milliseconds(150))
+        let mark = rig2.simulator.journal().count
+        let skipped = try #require(await Self.drill(rig2, Self.vm))
+        #expect(skipped.outcome == .skipped && skipped.reason?.hasPrefix("drill_cleanup") == true, "\(skipped)")
+        #expect(!rig2.simulator.journal()[mark...].contains { $0.method != "GET" && $0.vmid == 101 })
     }
 }

@@ -95,6 +95,14 @@ struct StateStoreTests {
         guard case .started = try store.beginRestore(key, targetVmid: 101, volid: "v", bytes: 1, at: 4000) else { Issue.record("restore refused"); return }
         #expect(try store.beginDrillIfIdle(DrillRecord(source: key.source, vmid: key.vmid, type: "vm", targetVmid: 101, volid: nil,
                                                        startedAt: 4000, scheduled: false)) == nil, "no drill beside a running restore")
+        // A failover or hold written first wins over a drill planned before it.
+        try store.update(GuestKey(source: "pbs", vmid: 202), targetVmid: 202) { $0.failedOver = true }
+        #expect(try store.beginDrillIfIdle(DrillRecord(source: "pbs", vmid: 303, type: "vm", targetVmid: 303, volid: nil,
+                                                       startedAt: 5000, scheduled: true)) == nil, "drills pause while any guest is failed over")
+        try store.update(GuestKey(source: "pbs", vmid: 202), targetVmid: 202) { $0.failedOver = false }
+        try store.update(GuestKey(source: "pbs", vmid: 303), targetVmid: 303) { $0.held = true }
+        #expect(try store.beginDrillIfIdle(DrillRecord(source: "pbs", vmid: 303, type: "vm", targetVmid: 303, volid: nil,
+                                                       startedAt: 5000, scheduled: true)) == nil, "no drill of a held guest")
         #expect(try store.pruneDrills(before: 2500) == 2)
         #expect(try store.drills(key).count == 1)
         #expect(try store.openDrills().isEmpty)

@@ -26,7 +26,7 @@ public struct DrillCleanup: Sendable {
                 guard cfg.description?.contains(DrillEnvironment.cloneMarker(drill: record.id ?? 0, of: record.targetVmid)) == true else {
                     return nil  // not our clone (the clone task never created it; someone else's guest now)
                 }
-                try await stopIfRunning(type: guest.type, vmid: scratch, &record)
+                if let refused = try await stopIfRunning(type: guest.type, vmid: scratch, &record, clone: true) { return refused }
                 let upid = try await c.destroy(node: node, type: guest.type, vmid: scratch)
                 env.recordTask(upid, on: scratch, in: &record)
                 let status = try await env.follow(upid)
@@ -34,20 +34,28 @@ public struct DrillCleanup: Sendable {
             }
             guard let snapshot = record.snapshot else { return nil }
             let vmid = record.targetVmid
-            guard try await c.snapshots(node: node, type: type, vmid: vmid).contains(snapshot) else {
-                // No snapshot: it was never taken (nothing was changed: the NICs change only after it).
+            // Only this drill's own snapshot (its description names the drill): one left by an
+            // earlier drill or an operator is never rolled back to.
+            let ours = try await c.snapshotList(node: node, type: type, vmid: vmid)
+                .contains { $0.name == snapshot && $0.description == DrillEnvironment.snapshotDescription(drill: record.id ?? 0) }
+            guard ours else {
+                // Never taken (nothing changed: the NICs change only after it), or rolled back and
+                // removed already (a crash after the rollback): then the new vmgenid is recorded.
+                if record.tasks.contains(":qmrollback:") { try await rerecordIdentity(record, type: type) }
                 return nil
             }
-            try await stopIfRunning(type: type, vmid: vmid, &record)
+            if let refused = try await stopIfRunning(type: type, vmid: vmid, &record) { return refused }
             let rollback = try await c.rollbackSnapshot(node: node, type: type, vmid: vmid, name: snapshot)
             env.recordTask(rollback, on: vmid, in: &record)
             let rolled = try await env.follow(rollback)
             guard rolled == "OK" || rolled.hasPrefix("WARNINGS") else { return "the rollback of VMID \(vmid) to \(snapshot) failed: \(rolled)" }
+            // At once: the copy is proven ours again even if what follows fails or the process dies.
+            try await rerecordIdentity(record, type: type)
+            try await reapplyFreezeTag(record)
             let delete = try await c.deleteSnapshot(node: node, type: type, vmid: vmid, name: snapshot)
             env.recordTask(delete, on: vmid, in: &record)
             let deleted = try await env.follow(delete)
             guard deleted == "OK" else { return "VMID \(vmid) was rolled back, but its snapshot \(snapshot) could not be removed: \(deleted)" }
-            try await rerecordIdentity(record, type: type)
             if let plan { return try await compare(plan, type: type, vmid: vmid) }
             return nil
         } catch {
@@ -56,11 +64,12 @@ public struct DrillCleanup: Sendable {
     }
 
     /// Finishes every drill left open by a process that no longer runs (a crash, a kill, a
-    /// power loss): before any restore at start. Returns the records ended.
-    public func finishOpenDrills() async -> [DrillRecord] {
+    /// power loss, a `pbs-standby drill` stopped with Ctrl-C): before any restore at start, and
+    /// by the service on every pass. Returns the records ended.
+    public func finishOpenDrills(skipping skip: Set<GuestKey> = []) async -> [DrillRecord] {
         let env = environment
         var ended: [DrillRecord] = []
-        for var r in (try? env.store.openDrills()) ?? [] where !r.processAlive {
+        for var r in (try? env.store.openDrills()) ?? [] where !r.processAlive && !skip.contains(r.key) {
             let problem = await clean(&r)
             if let problem {
                 try? env.store.setDrillBlocked(r.key, targetVmid: r.targetVmid, "drill \(r.id ?? 0) of VMID \(r.targetVmid) was interrupted; its cleanup failed: \(problem)")
@@ -75,12 +84,32 @@ public struct DrillCleanup: Sendable {
         return ended
     }
 
-    private func stopIfRunning(type: GuestType, vmid: Int, _ record: inout DrillRecord) async throws {
+    /// Stops the drilled guest hard when it runs — but a failed-over copy only when the newest
+    /// start of its VMID is the drill's own (a failover may have started it meanwhile: that guest
+    /// serves now and is never stopped). Returns why it was not stopped, or nil.
+    private func stopIfRunning(type: GuestType, vmid: Int, _ record: inout DrillRecord, clone: Bool = false) async throws -> String? {
         let env = environment
-        guard try await env.client.guestStatus(node: env.node, type: type, vmid: vmid).status == "running" else { return }
+        guard try await env.client.guestStatus(node: env.node, type: type, vmid: vmid).status == "running" else { return nil }
+        if !clone, try env.store.frozen(record.key) == "failed over" {
+            let starts = try await env.client.tasks(node: env.node, vmid: vmid, limit: 50)
+                .filter { ["qmstart", "vzstart"].contains($0.upid.type) }.max { $0.upid.startTime < $1.upid.startTime }
+            guard let newest = starts, record.tasks.contains(newest.upid.description) else {
+                return "VMID \(vmid) is failed over and was started by someone else after the drill: not stopped, not rolled back (the drill's snapshot stays)"
+            }
+        }
         let upid = try await env.client.stop(node: env.node, type: type, vmid: vmid)
         env.recordTask(upid, on: vmid, in: &record)
         _ = try await env.follow(upid)
+        return nil
+    }
+
+    /// A rollback restores the tags of the snapshot (PVE keeps only `description` across it): a
+    /// hold or failover that arrived during the drill is tagged on the copy again.
+    private func reapplyFreezeTag(_ record: DrillRecord) async throws {
+        let env = environment
+        guard let g = try env.store.guest(record.key) else { return }
+        if g.failedOver { try await env.operations.mirror(Marker.failedOverTag, on: record.key, set: true) }
+        if g.held { try await env.operations.mirror(Marker.heldTag, on: record.key, set: true) }
     }
 
     /// A rollback gives a VM a new `vmgenid` (qemu-server `snapshot_rollback`): the copy's marker
@@ -98,11 +127,12 @@ public struct DrillCleanup: Sendable {
     }
 
     /// The config after the drill equals the one before, but for what a rollback changes by
-    /// design (`vmgenid`, the marker's copy of it in `description`, `digest`).
+    /// design (`vmgenid`, the marker's copy of it in `description`, `digest`) and the freeze tags
+    /// a hold or failover during the drill put back (`tags`).
     private func compare(_ plan: DrillPlan, type: GuestType, vmid: Int) async throws -> String? {
         let env = environment
         let after = try await env.client.guestConfig(node: env.node, type: type, vmid: vmid).raw
-        let ignored: Set<String> = ["vmgenid", "description", "digest"]
+        let ignored: Set<String> = ["vmgenid", "description", "digest", "tags"]
         let keys = Set(after.keys).union(plan.configBefore.keys).subtracting(ignored)
         let changed = keys.filter { after[$0] != plan.configBefore[$0] }.sorted()
         return changed.isEmpty ? nil : "the config of VMID \(vmid) differs after the rollback: \(changed.joined(separator: ", "))"

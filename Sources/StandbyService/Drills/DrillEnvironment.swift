@@ -33,6 +33,8 @@ public struct DrillEnvironment: Sendable {
 
     /// The snapshot every drill takes (and removes).
     public static let snapshotName = "pbs-standby-drill"
+    /// The description of a drill's snapshot: a cleanup rolls back only to the snapshot of its own drill.
+    public static func snapshotDescription(drill id: Int64) -> String { "pbs-standby DR drill \(id): rolled back after the test boot" }
     /// A marker line in a clone drill's description: the clone is ours only with it (and our clone task).
     static func cloneMarker(drill id: Int64, of vmid: Int) -> String { "pbs-standby drill clone of \(vmid) (drill \(id))" }
 

@@ -17,11 +17,11 @@ extension Reconciler {
     }
 
     /// On a graceful stop: running drills are aborted and undone (stop, rollback) before the
-    /// workers are cancelled — up to 60 s (systemd's default stop timeout is 90 s); a drill not
-    /// undone by then is undone at the next start.
+    /// workers are cancelled — up to 20 s (the shipped unit's `TimeoutStopSec` is 30 s); a drill
+    /// not undone by then is undone at the next start.
     func stopDrills() async {
         state.withLock { $0.drillsStopping = true }
-        let deadline = ContinuousClock.now + .seconds(60)
+        let deadline = ContinuousClock.now + .seconds(20)
         // The loop has ended: the drills' `drillFinished` events are applied here.
         while applyEvents() || state.withLock({ !$0.drilling.isEmpty }), ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(100))
@@ -39,6 +39,14 @@ extension Reconciler {
     /// Views, readiness, and the drills due now.
     func drillPass(_ plan: Plan, observation: EngineObservation, spawn: (@escaping @Sendable () async -> Void) -> Void) async {
         let now = observation.core.now, store = context.store
+        // A drill whose process died meanwhile (a `pbs-standby drill` killed or stopped with
+        // Ctrl-C beside the service) is undone now, not only at the next start.
+        if ((try? store.openDrills()) ?? []).contains(where: { !$0.processAlive }) {
+            let ours = state.withLock { $0.drilling }
+            for r in await DrillCleanup(environment: drillEnvironment).finishOpenDrills(skipping: ours) {
+                context.observer.invalidate(r.targetVmid)
+            }
+        }
         let latest = (try? store.latestDrills()) ?? [:]
         let started = published.withLock { $0.service.startedAt }
         var counts: [String: [String: Int]] = [:]

@@ -40,9 +40,10 @@ public struct DrillSkip: Sendable, Error, Equatable {
 
 extension DrillEnvironment {
     /// Storage types whose volumes PVE can snapshot in any format (pve-storage
-    /// `volume_has_feature('snapshot')`: LvmThinPlugin.pm, ZFSPoolPlugin.pm, RBDPlugin.pm); any
+    /// `volume_has_feature('snapshot')`: LvmThinPlugin.pm, ZFSPoolPlugin.pm, RBDPlugin.pm,
+    /// BTRFSPlugin.pm); any
     /// storage can snapshot a qcow2 volume (Plugin.pm:1575-1582).
-    static let snapshotStorageTypes: Set<String> = ["lvmthin", "zfspool", "zfs", "rbd"]
+    static let snapshotStorageTypes: Set<String> = ["lvmthin", "zfspool", "zfs", "rbd", "btrfs"]
 
     /// The read-only checks of issue 16 §5, in order: frozen or blocked, a restore running, the
     /// copy proven ours, not running and not locked, isolatable, the evidence available, snapshots
@@ -74,6 +75,11 @@ extension DrillEnvironment {
             return .failure(DrillSkip(reason: .locked, detail: "the config of VMID \(vmid) cannot be read"))
         }
         if let lock = cfg.lock { return .failure(DrillSkip(reason: .locked, detail: "VMID \(vmid) is locked (\(lock))")) }
+        // A snapshot of that name from an earlier drill (or an operator): a drill would fail to
+        // take its own, and nothing may roll back to one it did not take.
+        if ((try? await client.snapshots(node: node, type: type, vmid: vmid)) ?? []).contains(Self.snapshotName) {
+            return .failure(DrillSkip(reason: .cleanupBlocked, detail: "VMID \(vmid) still has a snapshot \(Self.snapshotName) (an earlier drill's cleanup did not finish): see the runbook 'blocked (drill_cleanup)'"))
+        }
         let changes: [String: String]
         switch DrillIsolation.verdict(type: type, config: cfg.raw) {
         case .notIsolatable(let why): return .failure(DrillSkip(reason: .notIsolatable, detail: why.joined(separator: "; ")))

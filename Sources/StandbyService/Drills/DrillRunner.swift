@@ -50,6 +50,12 @@ public struct DrillRunner: Sendable {
             return r
         }
         let cleanup = await DrillCleanup(environment: env).clean(&r, plan: plan)
+        if Task.isCancelled {
+            // Cancelled during the cleanup: what failed is the cancellation, not PVE. Left open
+            // for the next start (not blocked).
+            env.logger.warning("drill cleanup interrupted; it runs again at the next start", metadata: meta)
+            return r
+        }
         if let problem = cleanup {
             try? env.store.setDrillBlocked(key, targetVmid: plan.copyVmid, "drill \(r.id ?? 0) of VMID \(plan.copyVmid): \(problem)")
             outcome = (outcome.result == .passed ? .failed : outcome.result, [outcome.reason, "cleanup failed: \(problem)"].compactMap { $0 }.joined(separator: "; "))
@@ -94,10 +100,16 @@ public struct DrillRunner: Sendable {
                 vmid = scratch
                 onStep("  cloned into scratch VMID \(scratch)")
             } else {
+                // Still stopped and not frozen right before the first change (a failover may have
+                // started the copy since the preflight; the drill's record now makes it wait).
+                if let why = try env.store.frozen(r.key) { return (.aborted, "the guest is \(why)") }
+                if try await c.guestStatus(node: node, type: plan.type, vmid: vmid).status != "stopped" {
+                    return (.aborted, "VMID \(vmid) was started meanwhile")
+                }
                 r.snapshot = DrillEnvironment.snapshotName
                 try env.store.saveDrill(r)
                 let upid = try await c.createSnapshot(node: node, type: plan.type, vmid: vmid, name: DrillEnvironment.snapshotName,
-                                                      description: "pbs-standby DR drill \(r.id ?? 0): rolled back after the test boot")
+                                                      description: DrillEnvironment.snapshotDescription(drill: r.id ?? 0))
                 env.recordTask(upid, on: vmid, in: &r)
                 let status = try await env.follow(upid)
                 guard status == "OK" else {
@@ -110,20 +122,37 @@ public struct DrillRunner: Sendable {
                 onStep("  snapshot \(DrillEnvironment.snapshotName) taken")
             }
             // Isolate: every NIC link down, then read back — never start a guest that shows a NIC without it.
+            // A VM also gets `freeze: 1`: QEMU starts with its CPUs stopped (qemu-server
+            // QemuServer.pm:3455 `-S`), PVE sets the links down over QMP after the launch
+            // (:5659-5662) — so no instruction of the guest (PXE firmware included) runs before its
+            // links are down; the drill resumes it after the start task. The rollback undoes both.
             let before = try await c.guestConfig(node: node, type: plan.type, vmid: vmid)
-            let changes = before.raw.filter { DrillIsolation.numbered($0.key, "net") != nil }.mapValues(DrillIsolation.linkDown)
+            var changes = before.raw.filter { DrillIsolation.numbered($0.key, "net") != nil }.mapValues(DrillIsolation.linkDown)
+            let nics = changes.count
+            if plan.type == .vm { changes["freeze"] = "1" }
             if !changes.isEmpty { try await c.updateConfig(node: node, type: plan.type, vmid: vmid, set: changes, digest: before.digest) }
             let isolated = try await c.guestConfig(node: node, type: plan.type, vmid: vmid)
-            guard DrillIsolation.isIsolated(isolated.raw), case .isolatable = DrillIsolation.verdict(type: plan.type, config: isolated.raw) else {
+            guard DrillIsolation.isIsolated(isolated.raw), case .isolatable = DrillIsolation.verdict(type: plan.type, config: isolated.raw),
+                  plan.type == .ct || isolated.raw["freeze"] == "1" else {
                 return (.aborted, "VMID \(vmid) is not isolated after setting link_down=1; not started")
             }
-            onStep("  \(changes.count) NIC(s) set link_down=1")
+            onStep("  \(nics) NIC(s) set link_down=1")
             if let why = try env.store.frozen(r.key) { return (.aborted, "the guest is \(why)") }
             if let why = env.abort() { return (.aborted, why) }
             let start = try await c.start(node: node, type: plan.type, vmid: vmid)
             env.recordTask(start, on: vmid, in: &r)
             let startStatus = try await env.follow(start)
-            guard startStatus == "OK" || startStatus.hasPrefix("WARNINGS") else { return (.failed, "the start failed: \(startStatus)") }
+            guard startStatus == "OK" || startStatus.hasPrefix("WARNINGS") else {
+                // Not enough memory on the node is the host's problem, not the copy's.
+                let host = ["Cannot allocate memory", "out of memory", "not enough memory"].contains { startStatus.localizedCaseInsensitiveContains($0) }
+                return (host ? .aborted : .failed, "the start failed: \(startStatus)")
+            }
+            if plan.type == .vm {
+                let resume = try await c.resume(node: node, vmid: vmid)
+                env.recordTask(resume, on: vmid, in: &r)
+                let resumed = try await env.follow(resume)
+                guard resumed == "OK" else { return (.failed, "the resume after the frozen start failed: \(resumed)") }
+            }
             onStep("  started; waiting for \(plan.evidence == .agent ? "the guest agent" : "\(Int(env.config.drill.runningSeconds.seconds)) s of running")")
             return await evidence(plan, vmid: vmid, &r)
         } catch is CancellationError {

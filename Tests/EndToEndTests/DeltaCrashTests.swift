@@ -47,16 +47,8 @@ struct DeltaCrashTests {
             """)
         let port = Int.random(in: 55001...59000)
         func startService() throws -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)"]
-            p.environment = ProcessInfo.processInfo.environment.merging(["PBS_STANDBY_DELTA_EXECUTABLE": wrapper]) { $1 }
-            p.standardOutput = FileHandle.nullDevice
-            let log = root + "/service-\(UUID().uuidString).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
-            p.standardError = FileHandle(forWritingAtPath: log)
-            try p.run()
-            return p
+            try serviceProcess(config: config, port: port, log: root + "/service-\(UUID().uuidString).log",
+                               environment: ProcessInfo.processInfo.environment.merging(["PBS_STANDBY_DELTA_EXECUTABLE": wrapper]) { $1 })
         }
         /// The services' logs (shown when an expectation fails).
         func logs() -> String {

@@ -149,15 +149,7 @@ struct DrillEndToEndTests {
             """)
         sim.startTicking(step: 2)
         let port = Int.random(in: 45001...49000)
-        func service() throws -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)"]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            return p
-        }
+        func service() throws -> Process { try serviceProcess(config: config, port: port) }
         let first = try service()
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL); first.waitUntilExit() } }
         var booted = false

@@ -126,14 +126,8 @@ struct OperatorFlowTests {
         let state = sim.dir.appendingPathComponent("state.db").path
         let config = try sim.config(statePath: state)
         let port = Int.random(in: 55001...60000)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)"]
-        p.standardOutput = FileHandle.nullDevice
         let log = sim.dir.appendingPathComponent("service.log").path
-        FileManager.default.createFile(atPath: log, contents: nil)
-        p.standardError = FileHandle(forWritingAtPath: log)
-        try p.run()
+        let p = try serviceProcess(config: config, port: port, log: log)
         defer { if p.isRunning { p.terminate(); p.waitUntilExit() } }
         sim.startTicking(step: 15)
         // ~8000 simulated seconds (16 s on an idle machine): new hourly backups appeared. A loaded
@@ -185,15 +179,7 @@ struct OperatorFlowTests {
         let state = sim.dir.appendingPathComponent("state.db").path
         let config = try sim.config(statePath: state)
         let port = Int.random(in: 50001...55000)
-        func startService() throws -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)"]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            return p
-        }
+        func startService() throws -> Process { try serviceProcess(config: config, port: port) }
         let first = try startService()
         // Time stands still: the restore task starts and stays running.
         for _ in 0..<100 where sim.restorePosts(vmid: 300).isEmpty { try await Task.sleep(for: .milliseconds(100)) }

@@ -226,3 +226,20 @@ final class Ticker: @unchecked Sendable {
         if !already { done.wait() }
     }
 }
+
+/// `pbs-standby run` with `config`, its endpoint on 127.0.0.1:`port`; stderr to `log` when given.
+func serviceProcess(config: String, port: Int, log: String? = nil, environment: [String: String]? = nil) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = ["run", "--config.file", config, "--web.listen-address", "127.0.0.1:\(port)"]
+    if let environment { p.environment = environment }
+    p.standardOutput = FileHandle.nullDevice
+    if let log {
+        FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: log)
+    } else {
+        p.standardError = FileHandle.nullDevice
+    }
+    try p.run()
+    return p
+}

@@ -63,7 +63,10 @@ extension PVESimulator {
     private func snapshotList(_ g: SimGuest) -> JSONValue {
         var out: [JSONValue] = g.snapshots.sorted { $0.snaptime < $1.snaptime }.map { snap in
             var o: [String: JSONValue] = ["name": .string(snap.name), "snaptime": .number(Double(snap.snaptime)),
-                                          "description": .string(snap.description)]
+                                          // pve-container's config parser keeps the newline after each
+                                          // `#` description line (LXC/Config.pm:1162, :1175, :1217);
+                                          // qemu-server strips it (QemuServer.pm:1971).
+                                          "description": .string(snap.description + (g.type == .ct && !snap.description.isEmpty ? "\n" : ""))]
             if g.type == .vm { o["vmstate"] = .number(0) }
             if let parent = snap.parent { o["parent"] = .string(parent) }
             if let state = snap.snapstate { o["snapstate"] = .string(state) }

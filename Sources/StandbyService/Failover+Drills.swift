@@ -25,6 +25,9 @@ extension Failover {
         if ((try? store.openDrills()) ?? []).contains(where: { $0.id == open.id }) {
             say("\(k): the drill's process \(open.processAlive ? "did not end it within 60 s" : "is gone"); undoing it here")
             var r = open
+            // A process that is alive but hung keeps its claim: the failover then takes it over by
+            // force (the copy must serve); a dead one's record is claimed in one transaction.
+            if !open.processAlive, (try? store.claimDrill(&r)) != true { return blockedByDrill(k, say: say) }
             let problem = await DrillCleanup(environment: DrillEnvironment(operations: operations, clock: WallClock())).clean(&r)
             r.result = DrillResult.aborted.rawValue
             r.reason = "aborted by failover" + (problem.map { "; cleanup failed: \($0)" } ?? "")

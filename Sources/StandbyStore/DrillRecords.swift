@@ -175,6 +175,19 @@ extension StateStore {
         }
     }
 
+    /// Takes over an open drill whose process is gone, for its cleanup: the record becomes this
+    /// process's in one conditional update. False when another process claimed it first (or it ended).
+    public func claimDrill(_ record: inout DrillRecord) throws -> Bool {
+        let (pid, start, boot) = (getpid(), DrillRecord.startTime(of: getpid()) ?? "", DrillRecord.currentBootID)
+        let claimed = try db.write { db -> Bool in
+            try db.execute(sql: "UPDATE drill SET pid = ?, processStart = ?, bootID = ? WHERE id = ? AND pid = ? AND processStart = ? AND bootID = ? AND result = ?",
+                           arguments: [pid, start, boot, record.id, record.pid, record.processStart, record.bootID, DrillResult.running.rawValue])
+            return db.changesCount == 1
+        }
+        if claimed { (record.pid, record.processStart, record.bootID) = (pid, start, boot) }
+        return claimed
+    }
+
     /// Writes a drill's changed fields (a step, or its end).
     public func saveDrill(_ record: DrillRecord) throws {
         try db.write { db in

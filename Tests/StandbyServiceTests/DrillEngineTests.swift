@@ -203,11 +203,17 @@ struct DrillEngineTests {
         try rig.store.saveDrill(r)
         let ticking = Task { while !Task.isCancelled { rig.clock.advance(by: 2); try? await Task.sleep(for: .milliseconds(2)) } }
         _ = try await c.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: DrillEnvironment.snapshotDescription(drill: r.id ?? 0))
-        try await Task.sleep(for: .milliseconds(100))
+        var deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let names = (try? await c.snapshots(node: node, vmid: 101)) ?? []
+            if rig.simulator.guestSnapshot(101)?.lock == nil && names.contains(DrillEnvironment.snapshotName) { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let cfg = try await c.guestConfig(node: node, type: .vm, vmid: 101)
         try await c.updateConfig(node: node, type: .vm, vmid: 101, set: ["net0": DrillIsolation.linkDown(before["net0"]!)], digest: cfg.digest)
         _ = try await c.start(node: node, type: .vm, vmid: 101)
-        try await Task.sleep(for: .milliseconds(100))
+        deadline = Date().addingTimeInterval(20)
+        while rig.simulator.guestSnapshot(101)?.status != "running", Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
         ticking.cancel()
         rig.clock.advance(by: 3600)  // a newer backup: the pass would restore
         let mark = rig.simulator.journal().count
@@ -332,14 +338,23 @@ struct DrillEngineTests {
             try rig.store.saveDrill(r)
             return r
         }
-        func settle() async throws { try await Task.sleep(for: .milliseconds(150)) }
+        /// Waits (bounded) until the simulator shows `done`: its tasks end as the test clock moves.
+        func until(_ done: () async -> Bool) async throws {
+            let deadline = Date().addingTimeInterval(20)
+            while !(await done()), Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        /// The snapshot is there and its task ended (the VM's `lock: snapshot` is gone).
+        func snapshotted(_ r: Rig) async -> Bool {
+            let names = (try? await r.runtime.client.snapshots(node: node, vmid: 101)) ?? []
+            return r.simulator.guestSnapshot(101)?.lock == nil && names.contains(DrillEnvironment.snapshotName)
+        }
         // 1. The drill's snapshot exists, then a failover started the copy (not the drill): not stopped.
         let first = try open()
         _ = try await c.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: DrillEnvironment.snapshotDescription(drill: first.id ?? 0))
-        try await settle()
+        try await until { await snapshotted(rig) }
         try rig.store.update(Self.vm, targetVmid: 101) { $0.failedOver = true }
         _ = try await c.start(node: node, type: .vm, vmid: 101)
-        try await settle()
+        try await until { rig.simulator.guestSnapshot(101)?.status == "running" }
         let ended = await DrillCleanup(environment: DrillEnvironment(operations: rig.operations, clock: rig.clock)).finishOpenDrills()
         #expect(ended.count == 1 && rig.simulator.guestSnapshot(101)?.status == "running", "the serving copy runs on")
         #expect(!rig.mutations(vmid: 101).contains { $0.path.hasSuffix("/rollback") }, "never rolled back under the failover")
@@ -355,19 +370,26 @@ struct DrillEngineTests {
         r2.pid = 999_999
         r2.snapshot = DrillEnvironment.snapshotName
         _ = try await c2.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: DrillEnvironment.snapshotDescription(drill: r2.id ?? 0))
-        try await Task.sleep(for: .milliseconds(150))
+        try await until { await snapshotted(rig2) }
+        let genBefore = try await Self.config(rig2, 101, .vm)["vmgenid"]
         let rollback = try await c2.rollbackSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName)
         r2.tasks = rollback.description
         try rig2.store.saveDrill(r2)
-        try await Task.sleep(for: .milliseconds(150))
+        try await until {
+            let gen = try? await Self.config(rig2, 101, .vm)["vmgenid"]
+            return gen != genBefore && rig2.simulator.guestSnapshot(101)?.lock == nil
+        }
         _ = try await c2.deleteSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName)
-        try await Task.sleep(for: .milliseconds(150))
+        try await until {
+            let names = (try? await c2.snapshots(node: node, vmid: 101)) ?? []
+            return rig2.simulator.guestSnapshot(101)?.lock == nil && !names.contains(DrillEnvironment.snapshotName)
+        }
         _ = await DrillCleanup(environment: DrillEnvironment(operations: rig2.operations, clock: rig2.clock)).finishOpenDrills()
         #expect(try await rig2.operations.provenCopy(of: Self.vm) != nil, "still ours after the crash")
 
         // 3. A stale `pbs-standby-drill` snapshot the drill did not take: the drill skips, nothing rolls back to it.
         _ = try await c2.createSnapshot(node: node, vmid: 101, name: DrillEnvironment.snapshotName, description: "left by an operator")
-        try await Task.sleep(for: .milliseconds(150))
+        try await until { await snapshotted(rig2) }
         let mark = rig2.simulator.journal().count
         let skipped = try #require(await Self.drill(rig2, Self.vm))
         #expect(skipped.outcome == .skipped && skipped.reason?.hasPrefix("drill_cleanup") == true, "\(skipped)")

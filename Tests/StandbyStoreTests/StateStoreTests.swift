@@ -103,6 +103,16 @@ struct StateStoreTests {
         try store.update(GuestKey(source: "pbs", vmid: 303), targetVmid: 303) { $0.held = true }
         #expect(try store.beginDrillIfIdle(DrillRecord(source: "pbs", vmid: 303, type: "vm", targetVmid: 303, volid: nil,
                                                        startedAt: 5000, scheduled: true)) == nil, "no drill of a held guest")
+        // An open record of a dead process is claimed by one cleaner only.
+        var dead = try #require(try store.beginDrillIfIdle(DrillRecord(source: "pbs", vmid: 404, type: "vm", targetVmid: 404, volid: nil,
+                                                                      startedAt: 5000, scheduled: true)))
+        dead.pid = 999_999
+        try store.saveDrill(dead)
+        var a = dead, b = dead
+        #expect(try store.claimDrill(&a) && a.pid == getpid())
+        #expect(try !store.claimDrill(&b), "a second cleaner backs off")
+        a.result = DrillResult.aborted.rawValue
+        try store.saveDrill(a)
         #expect(try store.pruneDrills(before: 2500) == 2)
         #expect(try store.drills(key).count == 1)
         #expect(try store.openDrills().isEmpty)

@@ -36,12 +36,22 @@ public struct DrillCleanup: Sendable {
             let vmid = record.targetVmid
             // Only this drill's own snapshot (its description names the drill): one left by an
             // earlier drill or an operator is never rolled back to.
+            // Compared without surrounding whitespace: pve-container returns a CT snapshot's
+            // description with the newline of its config line (LXC/Config.pm:1175), qemu-server without.
+            let want = DrillEnvironment.snapshotDescription(drill: record.id ?? 0)
             let ours = try await c.snapshotList(node: node, type: type, vmid: vmid)
-                .contains { $0.name == snapshot && $0.description == DrillEnvironment.snapshotDescription(drill: record.id ?? 0) }
+                .contains { $0.name == snapshot && $0.description.trimmingCharacters(in: .whitespacesAndNewlines) == want }
             guard ours else {
                 // Never taken (nothing changed: the NICs change only after it), or rolled back and
                 // removed already (a crash after the rollback): then the new vmgenid is recorded.
-                if record.tasks.contains(":qmrollback:") { try await rerecordIdentity(record, type: type) }
+                if record.tasks.contains(":qmrollback:") || record.tasks.contains(":vzrollback:") {
+                    try await rerecordIdentity(record, type: type)
+                    return nil
+                }
+                // Started by the drill, yet no snapshot of the drill to go back to: never guess.
+                if record.tasks.contains(":qmstart:") || record.tasks.contains(":vzstart:") {
+                    return "VMID \(vmid) was started by the drill but its snapshot \(snapshot) of this drill is not there: not rolled back"
+                }
                 return nil
             }
             if let refused = try await stopIfRunning(type: type, vmid: vmid, &record) { return refused }
@@ -51,7 +61,7 @@ public struct DrillCleanup: Sendable {
             guard rolled == "OK" || rolled.hasPrefix("WARNINGS") else { return "the rollback of VMID \(vmid) to \(snapshot) failed: \(rolled)" }
             // At once: the copy is proven ours again even if what follows fails or the process dies.
             try await rerecordIdentity(record, type: type)
-            try await reapplyFreezeTag(record)
+            await reapplyFreezeTag(record)
             let delete = try await c.deleteSnapshot(node: node, type: type, vmid: vmid, name: snapshot)
             env.recordTask(delete, on: vmid, in: &record)
             let deleted = try await env.follow(delete)
@@ -70,6 +80,9 @@ public struct DrillCleanup: Sendable {
         let env = environment
         var ended: [DrillRecord] = []
         for var r in (try? env.store.openDrills()) ?? [] where !r.processAlive && !skip.contains(r.key) {
+            // Claimed first (one transaction): a failover, a `drill` or another pass cleaning the
+            // same record at the same time would roll back twice.
+            guard (try? env.store.claimDrill(&r)) == true else { continue }
             let problem = await clean(&r)
             if let problem {
                 try? env.store.setDrillBlocked(r.key, targetVmid: r.targetVmid, "drill \(r.id ?? 0) of VMID \(r.targetVmid) was interrupted; its cleanup failed: \(problem)")
@@ -105,11 +118,17 @@ public struct DrillCleanup: Sendable {
 
     /// A rollback restores the tags of the snapshot (PVE keeps only `description` across it): a
     /// hold or failover that arrived during the drill is tagged on the copy again.
-    private func reapplyFreezeTag(_ record: DrillRecord) async throws {
+    /// Best effort, as every tag mirror: the state file holds the flag.
+    private func reapplyFreezeTag(_ record: DrillRecord) async {
         let env = environment
-        guard let g = try env.store.guest(record.key) else { return }
-        if g.failedOver { try await env.operations.mirror(Marker.failedOverTag, on: record.key, set: true) }
-        if g.held { try await env.operations.mirror(Marker.heldTag, on: record.key, set: true) }
+        guard let g = try? env.store.guest(record.key) else { return }
+        do {
+            if g.failedOver { try await env.operations.mirror(Marker.failedOverTag, on: record.key, set: true) }
+            if g.held { try await env.operations.mirror(Marker.heldTag, on: record.key, set: true) }
+        } catch {
+            env.logger.warning("the freeze tag could not be put back after a drill's rollback (the state file holds the flag)",
+                               metadata: ["vmid": "\(record.targetVmid)", "error": "\(error)"])
+        }
     }
 
     /// A rollback gives a VM a new `vmgenid` (qemu-server `snapshot_rollback`): the copy's marker

@@ -23,7 +23,7 @@ extension Reconciler {
         state.withLock { $0.drillsStopping = true }
         let deadline = ContinuousClock.now + .seconds(20)
         // The loop has ended: the drills' `drillFinished` events are applied here.
-        while applyEvents() || state.withLock({ !$0.drilling.isEmpty }), ContinuousClock.now < deadline {
+        while applyEvents() || state.withLock({ !$0.drilling.isEmpty }), ContinuousClock.now < deadline, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
         }
     }

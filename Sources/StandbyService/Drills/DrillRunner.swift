@@ -32,7 +32,16 @@ public struct DrillRunner: Sendable {
         // a drill while a restore of the guest is recorded as running).
         do {
             guard let begun = try env.store.beginDrillIfIdle(r) else {
-                return record(skip: DrillSkip(reason: .restoring, detail: "a restore or another drill of the guest began meanwhile"), key: key, at: started, scheduled: scheduled)
+                let skip: DrillSkip
+                if let why = try env.store.frozen(key) {
+                    skip = DrillSkip(reason: why == "held" ? .held : .failedOver, detail: "the guest is \(why)")
+                } else if try env.store.guests().values.contains(where: \.failedOver) {
+                    skip = DrillSkip(reason: .failedOver, detail: "drills pause while a guest is failed over")
+                } else {
+                    skip = DrillSkip(reason: .restoring, detail: "a restore or another drill of the guest began meanwhile")
+                }
+                if scheduled && skip.transient { return nil }
+                return record(skip: skip, key: key, at: started, scheduled: scheduled)
             }
             r = begun
         } catch {
@@ -124,7 +133,7 @@ public struct DrillRunner: Sendable {
             // Isolate: every NIC link down, then read back — never start a guest that shows a NIC without it.
             // A VM also gets `freeze: 1`: QEMU starts with its CPUs stopped (qemu-server
             // QemuServer.pm:3455 `-S`), PVE sets the links down over QMP after the launch
-            // (:5659-5662) — so no instruction of the guest (PXE firmware included) runs before its
+            // (:5995-6000) — so no instruction of the guest (PXE firmware included) runs before its
             // links are down; the drill resumes it after the start task. The rollback undoes both.
             let before = try await c.guestConfig(node: node, type: plan.type, vmid: vmid)
             var changes = before.raw.filter { DrillIsolation.numbered($0.key, "net") != nil }.mapValues(DrillIsolation.linkDown)

@@ -134,6 +134,7 @@ public final class Reconciler: Service, Sendable {
         // A discarding group: finished workers are freed at once (weeks of restores must not pile up).
         await withDiscardingTaskGroup { group in
             // Drills a crash or kill left open are undone before any restore (issue 16 §5).
+            state.withLock { $0.drillsStopping = false }
             await finishInterruptedDrills()
             await reattach { group.addTask(operation: $0) }
             while !Task.isCancelled && !Task.isShuttingDownGracefully {

@@ -206,7 +206,8 @@ struct DeltaEligibility: Sendable {
         let ours = ((try? store?.restoreUPIDs(targetVmid: vmid)) ?? []).union((try? store?.ourTasks(targetVmid: vmid)) ?? [])
         // Our rollbacks that succeeded (a DR drill's, issue 16): the disks are back to the snapshot
         // taken before our start, so what that start wrote is gone.
-        let rolledBack = tasks.filter { $0.upid.type == "qmrollback" && $0.status == "OK" && ours.contains($0.upid.description) }.map(\.upid.startTime)
+        let rolledBack = tasks.filter { $0.upid.type == "qmrollback" && ($0.status == "OK" || $0.status?.hasPrefix("WARNINGS") == true)
+            && ours.contains($0.upid.description) }.map(\.upid.startTime)
         for t in tasks where t.upid.startTime >= since - 1 && t.upid.id == String(vmid) {
             let starts = ["qmstart", "hastart", "qmresume"].contains(t.upid.type)
             // A start refused for our lock (`VM is locked (rollback)` during a delta) never ran the

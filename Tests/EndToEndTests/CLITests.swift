@@ -27,6 +27,15 @@ func run(_ args: [String], env: [String: String] = [:], timeout: Double = 180) t
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
+/// ``run(_:env:timeout:)`` on a thread of its own: a long command (a drill run waits for guests to
+/// boot) must not hold one of the two cooperative threads the whole test process shares, or the
+/// timing of tests running beside it suffers.
+func runOffPool(_ args: [String], env: [String: String] = [:], timeout: Double = 180) async throws -> (Int32, String, String) {
+    try await withCheckedThrowingContinuation { (c: CheckedContinuation<(Int32, String, String), any Error>) in
+        Thread { c.resume(with: Result { try run(args, env: env, timeout: timeout) }) }.start()
+    }
+}
+
 /// Runs curl (always with a 5 s limit); its exit status and standard output.
 func runCurl(_ args: [String]) -> (status: Int32, output: String) {
     let p = Process()

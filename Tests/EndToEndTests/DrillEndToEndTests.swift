@@ -44,8 +44,8 @@ struct DrillEndToEndTests {
         """
 
     /// Restores every copy with `once` (simulated time running).
-    static func restoreAll(_ sim: SimulatorProcess, config: String) throws {
-        let (code, out, err) = try run(["once", "--config.file", config])
+    static func restoreAll(_ sim: SimulatorProcess, config: String) async throws {
+        let (code, out, err) = try await runOffPool(["once", "--config.file", config])
         #expect(code == 0, "once: \(out)\(err)")
     }
 
@@ -67,19 +67,19 @@ struct DrillEndToEndTests {
         let state = sim.dir.appendingPathComponent("state.db").path
         let config = try sim.config(statePath: state, settings: Self.settings)
         sim.startTicking(step: 5)
-        try Self.restoreAll(sim, config: config)
-        let (holdCode, _, _) = try run(["hold", "--config.file", config, "107"])
+        try await Self.restoreAll(sim, config: config)
+        let (holdCode, _, _) = try await runOffPool(["hold", "--config.file", config, "107"])
         #expect(holdCode == 0)
         let before = Dictionary(uniqueKeysWithValues: [101, 102, 103, 104, 106].map { ($0, Self.config(sim, vmid: $0)) } + [(201, Self.config(sim, vmid: 201, type: "lxc"))])
         #expect(Self.nets(before[101]!).count == 2 && Self.nets(before[201]!).count == 1, "the copies carry their NICs: \(before[101]!)")
 
-        let (dryCode, dry, _) = try run(["drill", "--config.file", config, "--all", "--dry-run"])
+        let (dryCode, dry, _) = try await runOffPool(["drill", "--config.file", config, "--all", "--dry-run"])
         #expect(dryCode == 0 && dry.contains("pbs-prod/105: would skip — not_isolatable: virtiofs0") && dry.contains("pbs-prod/101: would drill VMID 101"), "\(dry)")
         let mark = sim.journal().count
 
-        let (code, out, err) = try run(["drill", "--config.file", config, "--all"], timeout: 300)
+        let (code, out, err) = try await runOffPool(["drill", "--config.file", config, "--all"], timeout: 300)
         #expect(code == 1, "a failed drill exits 1: \(out)\(err)")
-        let (repCode, report, _) = try run(["drill", "--config.file", config, "--report"])
+        let (repCode, report, _) = try await runOffPool(["drill", "--config.file", config, "--report"])
         #expect(repCode == 0)
         let row = { (vmid: Int) in report.components(separatedBy: "\n").first { $0.hasPrefix("pbs-prod/\(vmid) ") } ?? "" }
         #expect(row(101).contains(": passed") && row(101).contains("guest agent answered"), "\(report)")
@@ -117,7 +117,7 @@ struct DrillEndToEndTests {
         #expect(!entries.contains { $0.vmid == 107 && $0.method != "GET" }, "the held guest was not touched")
         // Still ours: the next pass restores nothing.
         let restores = sim.restorePosts().count
-        try Self.restoreAll(sim, config: config)
+        try await Self.restoreAll(sim, config: config)
         #expect(sim.restorePosts().count == restores, "no copy lost its proof of ownership")
     }
 
@@ -196,9 +196,9 @@ struct DrillEndToEndTests {
         defer { sim.stop() }
         let config = try sim.config(statePath: sim.dir.appendingPathComponent("state.db").path)
         sim.startTicking(step: 5)
-        try Self.restoreAll(sim, config: config)
+        try await Self.restoreAll(sim, config: config)
         let mark = sim.journal().count
-        let (code, out, _) = try run(["failover", "--config.file", config, "--all", "--dry-run"])
+        let (code, out, _) = try await runOffPool(["failover", "--config.file", config, "--all", "--dry-run"])
         #expect(code == 1, "\(out)")
         #expect(out.contains("pbs-prod/101: would start VMID 101") && out.contains("8192 MiB"), "\(out)")
         #expect(out.contains("SHORT by 4.0 GiB") && out.contains("Capacity short: 2 of 2 guests startable"), "\(out)")

@@ -223,6 +223,19 @@ extension StateStore {
         }
     }
 
+    /// Drills ended since `since`, per source and result (`pbs_standby_drills_total`): counted by
+    /// SQLite, not read row by row on every pass.
+    public func drillCounts(endedSince since: Double) throws -> [String: [String: Int]] {
+        try db.read { db in
+            var out: [String: [String: Int]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT source, result, COUNT(*) AS n FROM drill WHERE finishedAt >= ? GROUP BY source, result",
+                                        arguments: [since]) {
+                out[row["source"], default: [:]][row["result"]] = row["n"]
+            }
+            return out
+        }
+    }
+
     /// Every drill since `since` (the report), oldest first.
     public func allDrills(since: Double = 0) throws -> [DrillRecord] {
         try db.read { db in try DrillRecord.filter(Column("startedAt") >= since).order(Column("id")).fetchAll(db) }

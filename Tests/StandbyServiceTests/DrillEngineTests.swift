@@ -276,6 +276,20 @@ struct DrillEngineTests {
         let latest = try rig.store.latestDrills()
         #expect(latest[Self.vm]?.latest.outcome == .passed && latest[Self.ct]?.latest.outcome == .passed, "\(latest)")
         #expect(latest.values.allSatisfy { $0.latest.scheduled })
+        // The metrics follow once a pass saw the drills end.
+        var metrics = ""
+        func passedCount() -> Int {
+            let prefix = "pbs_standby_drills_total{source=\"pbs-prod\",result=\"passed\"} "
+            return metrics.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+        }
+        let shown = Date().addingTimeInterval(30)
+        while Date() < shown, passedCount() < 2 {  // the schedule goes on drilling meanwhile: at least the two
+            try await Task.sleep(for: .milliseconds(50))
+            metrics = String(decoding: rig.runtime.metrics.body().bytes, as: UTF8.self)
+        }
+        #expect(passedCount() >= 2, "\(metrics.split(separator: "\n").filter { $0.contains("drill") })")
+        #expect(metrics.contains("pbs_standby_drill_last_success_timestamp_seconds{source=\"pbs-prod\",vmid=\"101\",type=\"vm\"}"))
+        #expect(metrics.contains("pbs_standby_drill_failed{source=\"pbs-prod\",vmid=\"201\",type=\"ct\"} 0.0"))
     }
 
     /// A drill does not cost the next delta restore: its tasks are ours, its rollback puts back

@@ -49,10 +49,7 @@ extension Reconciler {
         }
         let latest = (try? store.latestDrills()) ?? [:]
         let started = published.withLock { $0.service.startedAt }
-        var counts: [String: [String: Int]] = [:]
-        for r in (try? store.allDrills(since: started)) ?? [] where r.finishedAt != nil {
-            counts[r.source, default: [:]][r.result, default: 0] += 1
-        }
+        let counts = (try? store.drillCounts(endedSince: started)) ?? state.withLock { $0.drillCounts }
         let tz = TimeZone.current
         var views: [GuestKey: StatusSnapshot.Drill] = [:]
         for g in plan.guests where config.drillEnabled(vmid: g.key.vmid) {

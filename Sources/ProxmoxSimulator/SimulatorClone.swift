@@ -159,15 +159,7 @@ extension PVESimulator {
     /// The guest as snapshot `snap` holds it (clone from a snapshot).
     private func snapshotView(_ g: SimGuest, _ snap: SimVMSnapshot) -> SimGuest {
         var v = g
-        v.name = snap.guestName
-        v.tags = snap.tags
-        v.disks = snap.disks
-        v.storage = snap.storage
-        v.diskStorages = snap.diskStorages
-        v.onboot = snap.onboot
-        v.vmgenid = snap.vmgenid
-        v.protection = snap.protection
-        v.extraConfig = snap.extraConfig
+        v.takeConfig(of: snap)
         return v
     }
 

@@ -25,6 +25,22 @@ struct SimVMSnapshot: Codable {
     var dataGeneration: Int? = nil
 }
 
+extension SimGuest {
+    /// The config a snapshot holds, as the guest's (a rollback; a clone from a snapshot): name,
+    /// tags, disks and their storages, `onboot`, `protection`, `vmgenid` and the other keys.
+    mutating func takeConfig(of snap: SimVMSnapshot) {
+        name = snap.guestName
+        tags = snap.tags
+        disks = snap.disks
+        storage = snap.storage
+        diskStorages = snap.diskStorages
+        onboot = snap.onboot
+        vmgenid = snap.vmgenid
+        protection = snap.protection
+        extraConfig = snap.extraConfig
+    }
+}
+
 extension PVESimulator {
     /// Storage types whose raw volumes can be snapshotted: `volume_has_feature('snapshot')` is
     /// true for a current raw volume on lvmthin (pve-storage src/PVE/Storage/LvmThinPlugin.pm:408-428),
@@ -194,14 +210,7 @@ extension PVESimulator {
             forEachImage(g, g.snapshots[i]) { image, snap in images?.copyImage(from: image, to: snap) }
         case .snapshotRolledBack(let vmid, let name, let start):
             guard var g = s.guests[vmid], let snap = g.snapshots.first(where: { $0.name == name }) else { return }
-            g.name = snap.guestName
-            g.tags = snap.tags
-            g.disks = snap.disks
-            g.storage = snap.storage
-            g.diskStorages = snap.diskStorages
-            g.onboot = snap.onboot
-            g.protection = snap.protection
-            g.extraConfig = snap.extraConfig
+            g.takeConfig(of: snap)
             g.vmgenid = snap.vmgenid == nil ? nil : newVMGenID(&s)
             g.parent = name
             g.lock = nil

@@ -110,16 +110,29 @@ public struct GuestOperations: Sendable {
         return id
     }
 
-    /// Follows a task to its end (status every 2 s; transient errors are retried).
-    public func followToEnd(_ upid: UPID) async throws(ProxmoxError) -> TaskStatus {
+    /// Follows a task to its end: its status every `poll` seconds of `clock`; transient errors
+    /// retried — for at most `giveUpUnreachable` seconds in a row when given; at most `timeout`
+    /// seconds in all when given (both throw a transient error). The failover follows a live
+    /// restore with the defaults (wall clock, every 2 s, no limit); a drill on the engine's clock.
+    public func followToEnd(_ upid: UPID, clock: any EngineClock = WallClock(), poll: Double = 2,
+                            giveUpUnreachable: Double? = nil, timeout: Double? = nil) async throws -> TaskStatus {
+        let deadline = timeout.map { clock.now() + $0 }
+        var unreachableSince: Double?
         while true {
             do throws(ProxmoxError) {
                 let status = try await client.taskStatus(upid)
+                unreachableSince = nil
                 if !status.running { return status }
             } catch {
                 guard error.isTransient else { throw error }
+                let since = unreachableSince ?? clock.now()
+                unreachableSince = since
+                if let limit = giveUpUnreachable, clock.now() - since > limit { throw error }
             }
-            try? await Task.sleep(for: .seconds(2))
+            if let deadline, clock.now() > deadline {
+                throw ProxmoxError.transient(path: upid.description, message: "the task did not end within \(Int(timeout ?? 0)) s")
+            }
+            try await clock.sleep(poll)
         }
     }
 

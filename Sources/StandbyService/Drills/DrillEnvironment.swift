@@ -41,22 +41,7 @@ public struct DrillEnvironment: Sendable {
     /// Follows a task to its end on the environment's clock (status every second; transient
     /// errors retried for up to 10 min). Returns PVE's exit status (`OK` on success).
     func follow(_ upid: UPID, timeout: Double = 3600) async throws -> String {
-        let deadline = clock.now() + timeout
-        var unreachableSince: Double?
-        while true {
-            do throws(ProxmoxError) {
-                let status = try await client.taskStatus(upid)
-                unreachableSince = nil
-                if !status.running { return status.exitStatus ?? "unknown" }
-            } catch {
-                guard error.isTransient else { throw error }
-                let since = unreachableSince ?? clock.now()
-                unreachableSince = since
-                if clock.now() - since > 600 { throw error }
-            }
-            if clock.now() > deadline { throw ProxmoxError.transient(path: upid.description, message: "the task did not end within \(Int(timeout)) s") }
-            try await clock.sleep(1)
-        }
+        try await operations.followToEnd(upid, clock: clock, poll: 1, giveUpUnreachable: 600, timeout: timeout).exitStatus ?? "unknown"
     }
 
     /// Records a task of a drill as ours (the delta's "touched since restore" check skips it).
